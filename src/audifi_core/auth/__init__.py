@@ -1,0 +1,1 @@
+"""Identity: accounts, sessions, two-factor, wallets and Sign-In with Ethereum."""
