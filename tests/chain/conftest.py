@@ -1,0 +1,140 @@
+"""In-process EVM fixtures for the contract tests (py-evm through eth-tester, sync web3)."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import pytest
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.exceptions import TransactionFailed
+from eth_utils import keccak
+from web3 import EthereumTesterProvider, Web3
+from web3.contract import Contract
+
+from audifi_adapters.chain.artifacts import load_artifact
+
+# py-evm's gas estimation runs a binary search that doubles the cost: every transaction in these
+# tests names its gas explicitly.
+DEFAULT_GAS = 3_000_000
+
+
+@attrs.define
+class EvmChain:
+    """One in-process chain: the tester (snapshots, time travel), web3, and funded accounts."""
+
+    tester: EthereumTester
+    w3: Web3
+    accounts: list[str]
+
+    def deploy(
+        self, name: str, *args: Any, sender: str | None = None, gas: int = 8_000_000
+    ) -> Contract:
+        artifact = load_artifact(name)
+        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        tx_hash = factory.constructor(*args).transact(
+            {"from": sender or self.accounts[0], "gas": gas}
+        )
+        receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        assert receipt.status == 1, f"deploying {name} failed"
+        return self.at(name, receipt.contractAddress)
+
+    def at(self, name: str, address: str) -> Contract:
+        return self.w3.eth.contract(address=address, abi=load_artifact(name).abi)
+
+    def send(self, fn: Any, sender: str, *, gas: int = DEFAULT_GAS, value: int = 0) -> Any:
+        """Transact and return the receipt; the transaction must succeed."""
+        tx_hash = fn.transact({"from": sender, "gas": gas, "value": value})
+        receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        assert receipt.status == 1, f"transaction {fn.fn_name} reverted"
+        return receipt
+
+    def expect_revert(
+        self,
+        fn: Any,
+        sender: str,
+        error: str | None = None,
+        *,
+        gas: int = DEFAULT_GAS,
+        value: int = 0,
+    ) -> bytes:
+        """The call reverts (with custom error signature ``error``, e.g. ``"OpAlreadyUsed(bytes32)"``)
+        and the mined transaction fails too. Returns the revert data."""
+        tx = {"from": sender, "gas": gas, "value": value}
+        with pytest.raises(TransactionFailed) as info:
+            fn.call(tx)
+        data = revert_data(info.value)
+        if error is not None:
+            assert data[:4] == keccak(text=error)[:4], (
+                f"expected {error}, got revert data {data.hex()}"
+            )
+        tx_hash = fn.transact(tx)
+        assert self.w3.eth.get_transaction_receipt(tx_hash).status == 0
+        return data
+
+    def balance(self, address: str) -> int:
+        return self.w3.eth.get_balance(address)
+
+    def now(self) -> int:
+        return self.w3.eth.get_block("latest")["timestamp"]
+
+    def time_travel(self, seconds: int) -> int:
+        """Mine a block `seconds` after the latest one; returns its timestamp."""
+        ts = self.now() + seconds
+        self.tester.time_travel(ts)
+        return ts
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Everything done inside is undone on exit (one fresh chain state per hypothesis example)."""
+        snap = self.tester.take_snapshot()
+        try:
+            yield
+        finally:
+            self.tester.revert_to_snapshot(snap)
+
+
+def revert_data(exc: BaseException) -> bytes:
+    """The raw revert bytes carried by eth-tester's TransactionFailed (or its cause)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if seen.args and isinstance(seen.args[0], bytes):
+            return seen.args[0]
+        if seen.args and isinstance(seen.args[0], str):
+            # eth-tester carries the bytes as their repr: "execution reverted: b'...'"
+            match = re.search(r"""b(['"]).*\1\s*$""", seen.args[0], re.DOTALL)
+            if match:
+                with contextlib.suppress(ValueError, SyntaxError):
+                    value = ast.literal_eval(match.group(0))
+                    if isinstance(value, bytes):
+                        return value
+        seen = seen.__cause__ or seen.__context__
+    return b""
+
+
+def new_evm_chain() -> EvmChain:
+    tester = EthereumTester(PyEVMBackend())
+    w3 = Web3(EthereumTesterProvider(tester))
+    return EvmChain(tester=tester, w3=w3, accounts=list(w3.eth.accounts))
+
+
+@pytest.fixture(scope="module")
+def evm_module_chain() -> EvmChain:
+    """One chain per test module (creating a py-evm chain costs about a second)."""
+    return new_evm_chain()
+
+
+@pytest.fixture
+def evm_chain(evm_module_chain: EvmChain) -> Iterator[EvmChain]:
+    """The module's chain, reverted to its previous state after the test."""
+    with evm_module_chain.snapshot():
+        yield evm_module_chain
+
+
+@pytest.fixture
+def evm_w3(evm_chain: EvmChain) -> Web3:
+    return evm_chain.w3
