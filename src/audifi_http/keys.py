@@ -1,0 +1,19 @@
+"""Typed application state keys."""
+
+from __future__ import annotations
+
+import weakref
+
+from aiohttp import web
+
+from audifi_adapters.config import Config
+from audifi_adapters.platform import Platform
+
+from .api import RouteTable
+
+__all__ = ["CONFIG", "PLATFORM", "ROUTES", "SOCKETS"]
+
+CONFIG = web.AppKey("audifi.config", Config)
+PLATFORM = web.AppKey("audifi.platform", Platform)
+ROUTES = web.AppKey("audifi.routes", RouteTable)
+SOCKETS = web.AppKey("audifi.sockets", weakref.WeakSet)

@@ -1,0 +1,1 @@
+"""Route modules; each adds its routes to the one table."""
