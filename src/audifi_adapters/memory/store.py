@@ -47,7 +47,7 @@ class InMemoryDatabase:
         return InMemoryUnitOfWork(self, readonly=readonly)
 
 
-class _Undo:
+class Undo:
     def __init__(self) -> None:
         self.steps: list[Callable[[], None]] = []
 
@@ -71,7 +71,7 @@ class _Undo:
 
 
 class InMemoryUserRepository:
-    def __init__(self, db: InMemoryDatabase, undo: _Undo, readonly: bool):
+    def __init__(self, db: InMemoryDatabase, undo: Undo, readonly: bool):
         self._db = db
         self._undo = undo
         self._ro = readonly
@@ -140,7 +140,7 @@ class InMemoryUserRepository:
 
 
 class InMemoryProcessedEvents:
-    def __init__(self, db: InMemoryDatabase, undo: _Undo):
+    def __init__(self, db: InMemoryDatabase, undo: Undo):
         self._db = db
         self._undo = undo
 
@@ -154,13 +154,28 @@ class InMemoryProcessedEvents:
 
 
 class InMemoryUnitOfWork:
+    """Holds the database's write lock from enter to commit; every write logs its undo step.
+
+    Other contexts add repositories with ``InMemoryUnitOfWork.register("jobs", factory)``; the
+    factory gets ``(db, undo, readonly)`` and becomes ``uow.<name>``. They keep rows in
+    ``db.table("...")`` and write through ``undo.set`` / ``undo.delete`` so rollback restores them.
+    """
+
+    repositories: dict[str, Callable[[InMemoryDatabase, Undo, bool], Any]] = {}
+
+    @classmethod
+    def register(cls, name: str, factory: Callable[[InMemoryDatabase, Undo, bool], Any]) -> None:
+        cls.repositories[name] = factory
+
     def __init__(self, db: InMemoryDatabase, readonly: bool = False):
         self.db = db
         self.readonly = readonly
-        self.undo = _Undo()
+        self.undo = Undo()
         self._events: list[DomainEvent] = []
         self.users = InMemoryUserRepository(db, self.undo, readonly)
         self.processed = InMemoryProcessedEvents(db, self.undo)
+        for name, factory in self.repositories.items():
+            setattr(self, name, factory(db, self.undo, readonly))
 
     def emit(self, event: DomainEvent) -> None:
         if self.readonly:

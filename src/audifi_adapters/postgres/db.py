@@ -63,6 +63,18 @@ class PostgresDatabase:
 
 
 class PostgresUnitOfWork:
+    """One transaction on one pooled connection.
+
+    Other bounded contexts add their repositories with ``PostgresUnitOfWork.register("jobs",
+    PostgresJobRepository)``: each factory gets the connection and becomes ``uow.<name>``.
+    """
+
+    repositories: dict[str, Callable[[asyncpg.Connection], Any]] = {}
+
+    @classmethod
+    def register(cls, name: str, factory: Callable[[asyncpg.Connection], Any]) -> None:
+        cls.repositories[name] = factory
+
     def __init__(self, db: PostgresDatabase, readonly: bool = False):
         self.db = db
         self.readonly = readonly
@@ -85,14 +97,12 @@ class PostgresUnitOfWork:
                 await self._tx.start()
             self.users = PostgresUserRepository(self.conn)
             self.processed = PostgresProcessedEvents(self.conn)
-            self._bind(self.conn)
+            for name, factory in self.repositories.items():
+                setattr(self, name, factory(self.conn))
         except BaseException:
             await self._cm.__aexit__(None, None, None)
             raise
         return self
-
-    def _bind(self, conn: asyncpg.Connection) -> None:
-        """Hook for other contexts' repositories (kept in one place as they arrive)."""
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:

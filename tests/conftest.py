@@ -1,0 +1,144 @@
+"""Shared fixtures: a throwaway PostgreSQL database and a Redis key prefix per test run.
+
+A test needing PostgreSQL or Redis skips when they are not reachable on a laptop; in CI
+(``CI=true``) it fails instead, so real adapters are always exercised there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from audifi_adapters.config import Config
+from audifi_adapters.postgres import apply_migrations
+from audifi_core.system import FrozenClock
+
+PG_ADMIN = os.environ.get("AUDIFI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("AUDIFI_TEST_REDIS", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def _unavailable(what: str, err: Exception) -> None:
+    msg = f"{what} is not reachable: {err!r}"
+    if IN_CI:
+        pytest.fail(msg + " (CI requires it)")
+    pytest.skip(msg)
+
+
+def _dsn_for(db: str) -> str:
+    base, _, _ = PG_ADMIN.rpartition("/")
+    return f"{base}/{db}"
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A fresh database for this test run, migrated; dropped afterwards."""
+    name = f"audifi_test_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        await apply_migrations(_dsn_for(name))
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(create())
+    except (OSError, asyncpg.PostgresError) as e:
+        _unavailable("PostgreSQL", e)
+    yield _dsn_for(name)
+    asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def redis_base() -> Iterator[str]:
+    """The Redis URL and a key prefix unique to this run; the run's keys are deleted afterwards."""
+    prefix = f"audifi-test-{secrets.token_hex(4)}:"
+
+    async def ping() -> None:
+        r = Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+        try:
+            await r.ping()
+        finally:
+            await r.aclose()
+
+    async def cleanup() -> None:
+        r = Redis.from_url(REDIS_URL)
+        try:
+            keys = [k async for k in r.scan_iter(match=prefix + "*", count=1000)]
+            if keys:
+                await r.delete(*keys)
+        finally:
+            await r.aclose()
+
+    try:
+        asyncio.run(ping())
+    except (OSError, Exception) as e:  # noqa: BLE001 - any connection failure
+        _unavailable("Redis", e)
+    yield prefix
+    asyncio.run(cleanup())
+
+
+@pytest.fixture
+async def pg_clean(pg_dsn: str) -> AsyncIterator[str]:
+    """The run's database with every table emptied before the test."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        tables = [r["tablename"] for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")]
+        if tables:
+            await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+    yield pg_dsn
+
+
+@pytest.fixture
+def redis_prefix(redis_base: str) -> str:
+    """A key prefix unique to this test."""
+    return f"{redis_base}{secrets.token_hex(3)}:"
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+def base_config(tmp_path: Path, **overrides: object) -> Config:
+    """A dev config with fixed secrets and a cheap password hash (tests only)."""
+    values: dict[str, object] = dict(
+        data_dir=tmp_path / "data",
+        jwt_secret="test-jwt-secret-0123456789abcdef0123456789",
+        magic_link_secret="test-magic-secret-0123456789abcdef01234567",
+        encryption_key="test-encryption-key-0123456789abcdef012345",
+        custody_mnemonic=TEST_MNEMONIC,
+        password_hash_memory_kib=1024,
+    )
+    values.update(overrides)
+    return Config.dev(**values)
+
+
+@pytest.fixture(params=["memory", "real"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
+    """Every auth/HTTP test runs twice: all in memory, and on real PostgreSQL + Redis."""
+    if request.param == "memory":
+        return base_config(tmp_path)
+    dsn = request.getfixturevalue("pg_clean")
+    prefix = request.getfixturevalue("redis_prefix")
+    return base_config(tmp_path, database_url=dsn, redis_url=REDIS_URL, redis_prefix=prefix)
