@@ -5,6 +5,7 @@ Kubo and Pinata run against the local stand-ins in ``standins.py``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -276,6 +277,25 @@ class TestContentStoreContract:
 
         with pytest.raises(ClientGone):
             await harness.store.add_stream(source(), name="m", content_type="audio/wav")
+        assert harness.leftovers() == []
+
+    async def test_cancelled_upload_keeps_nothing(self, harness: Harness) -> None:
+        started = asyncio.Event()
+
+        async def source() -> AsyncIterator[bytes]:
+            yield pattern(300_000)
+            started.set()
+            await asyncio.Event().wait()  # the client stalls, then goes away
+            yield b""
+
+        task = asyncio.create_task(
+            harness.store.add_stream(source(), name="m", content_type="audio/wav"))
+        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.05)  # let a stand-in see the aborted request
         assert harness.leftovers() == []
 
     async def test_upstream_failure_is_upstream_error(self, harness: Harness) -> None:
