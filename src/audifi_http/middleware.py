@@ -16,7 +16,7 @@ from audifi_core.auth.model import AuthContext, Role
 from audifi_core.errors import AudifiError, Conflict, Forbidden, Unauthorized, ValidationError
 from audifi_core.ports import IdempotencyState
 
-from .keys import CONFIG, PLATFORM
+from .keys import AUTH, CONFIG, PLATFORM, REQUEST_ID
 
 __all__ = [
     "request_id_middleware",
@@ -58,7 +58,7 @@ def _error_response(err: AudifiError, rid: str) -> web.Response:
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-Id", "")
     rid = incoming if _RID.match(incoming) else "req_" + secrets.token_hex(8)
-    request["request_id"] = rid
+    request[REQUEST_ID] = rid
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=rid)
     try:
@@ -123,14 +123,14 @@ def _bearer(request: web.Request) -> str | None:
 
 
 async def auth_context(request: web.Request) -> AuthContext:
-    cached = request.get("auth")
+    cached = request.get(AUTH)
     if cached is not None:
         return cached
     token = _bearer(request)
     if token is None:
         raise Unauthorized("Sign in first: missing Bearer token")
     ctx = await request.app[PLATFORM].auth.authenticate(token)
-    request["auth"] = ctx
+    request[AUTH] = ctx
     structlog.contextvars.bind_contextvars(user_id=ctx.user_id)
     return ctx
 
@@ -177,7 +177,7 @@ def idempotent(handler: Handler) -> Handler:
             response = await handler(request)
         except AudifiError as e:
             if e.status < 500:
-                rid = request.get("request_id", "")
+                rid = request.get(REQUEST_ID, "")
                 await store.finish(scope, fingerprint, e.status,
                                    error_body(e.code, e.message, e.details, rid), IDEMPOTENCY_TTL)
             else:

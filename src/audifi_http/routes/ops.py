@@ -51,9 +51,7 @@ def register(t: RouteTable) -> None:
 
     @t.get("/openapi.json", summary="OpenAPI 3.1 document of every route", tag="ops")
     async def openapi(request: web.Request) -> web.Response:
-        doc = request.app.get("openapi_cache")
-        if doc is None:
-            cfg = request.app[PLATFORM].config
-            doc = openapi_document(request.app[ROUTES].routes, title="AudiFi API", version="0.1.0",
-                                   server=cfg.public_url)
+        cfg = request.app[PLATFORM].config
+        doc = openapi_document(request.app[ROUTES].routes, title="AudiFi API", version="0.1.0",
+                               server=cfg.public_url)
         return web.json_response(doc)
