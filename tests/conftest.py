@@ -10,6 +10,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -23,7 +24,8 @@ from audifi_core.system import FrozenClock
 PG_ADMIN = os.environ.get("AUDIFI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("AUDIFI_TEST_REDIS", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TEST_MNEMONIC = "test test test test test test test test test test test junk"
+TEST_MNEMONIC = ("weekend flock cat honey shine tennis crouch galaxy credit net whisper equip "
+                 "ketchup panther corn diamond boy crash neutral text brisk damp unhappy flush")
 
 
 def _unavailable(what: str, err: Exception) -> None:
@@ -117,7 +119,8 @@ def redis_prefix(redis_base: str) -> str:
 
 @pytest.fixture
 def clock() -> FrozenClock:
-    return FrozenClock()
+    """A clock that moves only when told, starting now (Redis expiry runs on real time)."""
+    return FrozenClock(datetime.now(UTC).replace(microsecond=0))
 
 
 def base_config(tmp_path: Path, **overrides: object) -> Config:

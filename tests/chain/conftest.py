@@ -83,7 +83,8 @@ class EvmChain:
         return self.w3.eth.get_block("latest")["timestamp"]
 
     def time_travel(self, seconds: int) -> int:
-        """Mine a block `seconds` after the latest one; returns its timestamp."""
+        """Move the clock: the next transaction is mined at the latest block's time + `seconds`
+        (eth-tester mines an empty block one second before). Returns that timestamp."""
         ts = self.now() + seconds
         self.tester.time_travel(ts)
         return ts

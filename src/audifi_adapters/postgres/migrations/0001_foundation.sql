@@ -1,5 +1,5 @@
 -- Foundation: users and their credentials, wallets, recovery codes; the transactional outbox.
-CREATE SEQUENCE user_index_seq START 1;
+
 
 CREATE TABLE users (
     id             text PRIMARY KEY,
@@ -14,6 +14,8 @@ CREATE TABLE users (
     totp_enabled   boolean NOT NULL DEFAULT false,
     created_at     timestamptz NOT NULL
 );
+-- user index → custodial address (BIP-44); owned by the column so a TRUNCATE … RESTART IDENTITY resets it
+CREATE SEQUENCE user_index_seq START 1 OWNED BY users.idx;
 
 CREATE TABLE wallets (
     address_lower  text PRIMARY KEY,
