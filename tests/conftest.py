@@ -35,6 +35,15 @@ def _unavailable(what: str, err: Exception) -> None:
     pytest.skip(msg)
 
 
+def _run(fn) -> None:
+    """Run ``fn()`` (a coroutine function) to completion on a private loop in a worker thread,
+    so session fixtures work even when first requested from inside a running loop."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        ex.submit(lambda: asyncio.run(fn())).result()
+
+
 def _dsn_for(db: str) -> str:
     base, _, _ = PG_ADMIN.rpartition("/")
     return f"{base}/{db}"
@@ -61,11 +70,11 @@ def pg_dsn() -> Iterator[str]:
             await conn.close()
 
     try:
-        asyncio.run(create())
+        _run(create)
     except (OSError, asyncpg.PostgresError) as e:
         _unavailable("PostgreSQL", e)
     yield _dsn_for(name)
-    asyncio.run(drop())
+    _run(drop)
 
 
 @pytest.fixture(scope="session")
@@ -90,11 +99,11 @@ def redis_base() -> Iterator[str]:
             await r.aclose()
 
     try:
-        asyncio.run(ping())
+        _run(ping)
     except (OSError, Exception) as e:  # noqa: BLE001 - any connection failure
         _unavailable("Redis", e)
     yield prefix
-    asyncio.run(cleanup())
+    _run(cleanup)
 
 
 @pytest.fixture
