@@ -12,7 +12,7 @@ from audifi_core.auth.model import AuthContext
 
 from .api import RouteTable
 
-__all__ = ["CONFIG", "PLATFORM", "ROUTES", "SOCKETS", "REQUEST_ID", "AUTH"]
+__all__ = ["CONFIG", "PLATFORM", "ROUTES", "SOCKETS", "REQUEST_ID", "AUTH", "RAW_BODY"]
 
 CONFIG = web.AppKey("audifi.config", Config)
 PLATFORM = web.AppKey("audifi.platform", Platform)
@@ -20,3 +20,4 @@ ROUTES = web.AppKey("audifi.routes", RouteTable)
 SOCKETS = web.AppKey("audifi.sockets", weakref.WeakSet)
 REQUEST_ID = web.RequestKey("audifi.request_id", str)
 AUTH = web.RequestKey("audifi.auth", AuthContext)
+RAW_BODY = web.RequestKey("audifi.raw_body", bytes)

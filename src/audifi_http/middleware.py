@@ -17,6 +17,7 @@ from audifi_core.errors import AudifiError, Conflict, Forbidden, Unauthorized, V
 from audifi_core.ports import IdempotencyState
 
 from .keys import AUTH, CONFIG, PLATFORM, REQUEST_ID
+from .serde import read_body
 
 __all__ = [
     "request_id_middleware",
@@ -161,7 +162,7 @@ def idempotent(handler: Handler) -> Handler:
         if not 1 <= len(key) <= 255 or not key.isprintable():
             raise ValidationError("Bad Idempotency-Key", fields={"Idempotency-Key": "1-255 printable characters"})
         ctx = await auth_context(request)
-        body = await request.read()
+        body = b"" if request.content_type.startswith("multipart/") else await read_body(request)
         fingerprint = hashlib.sha256(body).hexdigest()
         scope = hashlib.sha256(f"{ctx.user_id}\n{request.method} {request.path}\n{key}".encode()).hexdigest()
         store = request.app[PLATFORM].idempotency

@@ -15,7 +15,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from audifi_core.errors import PayloadTooLarge, ValidationError
 
-__all__ = ["camel", "converter", "read_json", "parse", "dump", "json_response", "MAX_JSON_BYTES"]
+__all__ = ["camel", "converter", "read_body", "read_json", "parse", "dump", "json_response", "MAX_JSON_BYTES"]
 
 T = TypeVar("T")
 MAX_JSON_BYTES = 1024 * 1024
@@ -99,12 +99,24 @@ def camelize_path(p: str) -> str:
     return ".".join(camel(x) for x in p.split("."))
 
 
+async def read_body(request: web.Request, limit: int = MAX_JSON_BYTES) -> bytes:
+    """The request body, at most ``limit`` bytes (413 beyond), read once and kept on the request."""
+    from .keys import RAW_BODY
+
+    cached = request.get(RAW_BODY)
+    if cached is not None:
+        return cached
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge("Body too large", details={"limit": limit})
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge("Body too large", details={"limit": limit})
+    request[RAW_BODY] = raw
+    return raw
+
+
 async def read_json(request: web.Request, *, optional: bool = False) -> Any:
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise PayloadTooLarge("Body too large", details={"limit": MAX_JSON_BYTES})
-    raw = await request.content.read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise PayloadTooLarge("Body too large", details={"limit": MAX_JSON_BYTES})
+    raw = await read_body(request)
     if not raw.strip():
         if optional:
             return {}
