@@ -139,3 +139,23 @@ def evm_chain(evm_module_chain: EvmChain) -> Iterator[EvmChain]:
 @pytest.fixture
 def evm_w3(evm_chain: EvmChain) -> Web3:
     return evm_chain.w3
+
+
+# --- Chain layer (test_chain_*, test_jobs_*, test_indexer_*): fixtures live in conftest_chain.py,
+# loaded by path because tests run with --import-mode=importlib (no package, no sys.path entry).
+def _load_chain_fixtures() -> dict[str, object]:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "audifi_chain_fixtures"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conftest_chain.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return {k: v for k, v in vars(sys.modules[name]).items() if k.startswith("chain_") or k.startswith("anvil")}
+
+
+globals().update({k: v for k, v in _load_chain_fixtures().items() if k not in globals()})

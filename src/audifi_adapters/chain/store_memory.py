@@ -149,6 +149,11 @@ class InMemoryNonceRepository(_Repo):
         self._w()
         self._undo.set(self._rows, _ck(address), nonce)
 
+    async def forget_all(self) -> None:
+        self._w()
+        for k in list(self._rows):
+            self._undo.delete(self._rows, k)
+
 
 class InMemoryIndexerCursorRepository(_Repo):
     @property

@@ -177,6 +177,9 @@ class PostgresNonceRepository:
         await self._c.execute("INSERT INTO chain_nonces (address, nonce) VALUES ($1, $2) "
                               "ON CONFLICT (address) DO UPDATE SET nonce = EXCLUDED.nonce", _ck(address), nonce)
 
+    async def forget_all(self) -> None:
+        await self._c.execute("DELETE FROM chain_nonces")
+
 
 class PostgresIndexerCursorRepository:
     def __init__(self, conn: asyncpg.Connection):

@@ -17,7 +17,7 @@ import aiohttp
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncWeb3
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import ContractLogicError, TransactionNotFound
 
 from audifi_core.chain.jobs import op_id
 from audifi_core.chain.model import (
@@ -137,13 +137,16 @@ class Web3Chain:
                 return await asyncio.wait_for(fn(), self._timeout)
             except ChainError:
                 raise
+            except ContractLogicError as e:
+                raise ChainError(f"{what} reverted", details={"reason": "reverted", "data": str(e.data or "")}) from e
             except _TRANSIENT as e:
                 if attempt == self._retries:
                     raise ChainError(f"{what}: the node is unreachable", details={"reason": "unavailable"}) from e
                 await asyncio.sleep(delay)
                 delay *= 2
             except Exception as e:  # noqa: BLE001 - every node/EVM failure is a ChainError at this port
-                raise ChainError(f"{what} failed: {_short(e)}", details={"reason": "failed"}) from e
+                reason = "reverted" if "revert" in str(e).lower() else "failed"
+                raise ChainError(f"{what} failed: {_short(e)}", details={"reason": reason}) from e
         raise AssertionError("unreachable")
 
     async def _call(self, contract: str, to: str, fn: str, *args: Any) -> tuple[Any, ...]:
@@ -262,7 +265,7 @@ class Web3Chain:
         try:
             (owner,) = await self._call("MasterShares", shares, "ownerOf", token_id)
         except ChainError as e:
-            if "revert" in e.message.lower() or "nonexistent" in e.message.lower():
+            if e.details.get("reason") == "reverted":
                 return None
             raise
         return owner

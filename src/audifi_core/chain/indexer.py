@@ -58,27 +58,33 @@ class Indexer:
         self._uow = uow
         self._s = settings
 
-    async def check_identity(self, *, disposable_chain: bool) -> None:
-        """Tie the stored state to this chain (API.md "Modes")."""
+    async def check_identity(self, *, disposable_chain: bool) -> bool:
+        """Tie the stored state to this chain (API.md "Modes"); ``True`` when old state was discarded.
+
+        Against a real node a different chain id or genesis refuses to start (``ChainMismatch``).
+        A disposable chain (the in-process dev EVM, new at every start) always starts from scratch.
+        """
         ident = await self._chain.identity()
+        discarded = False
         async with self._uow() as u:
             stored: ChainIdentity | None = await u.chain_cursor.identity()  # type: ignore[attr-defined]
-            if stored == ident:
-                return
-            if stored is not None and not disposable_chain:
+            if stored is not None and stored != ident and not disposable_chain:
                 raise ChainMismatch(
                     f"stored chain state is for chain {stored.chain_id} (genesis {stored.genesis_hash}), "
                     f"but the node is chain {ident.chain_id} (genesis {ident.genesis_hash})")
-            if stored is not None:
-                log.warning("dev chain is new: discarding chain-derived state of chain %s (genesis %s)",
-                            stored.chain_id, stored.genesis_hash)
-            await u.chain_projection.clear()  # type: ignore[attr-defined]
-            await u.chain_cursor.forget_after(-1)  # type: ignore[attr-defined]
-            await u.chain_cursor.set_cursor(None)  # type: ignore[attr-defined]
-            await u.chain_cursor.set_identity(ident)  # type: ignore[attr-defined]
+            if stored is None or disposable_chain:
+                if stored is not None:
+                    log.warning("dev chain is new: discarding chain-derived state of the previous one "
+                                "(chain %s, genesis %s)", stored.chain_id, stored.genesis_hash)
+                    discarded = True
+                await u.chain_projection.clear()  # type: ignore[attr-defined]
+                await u.chain_cursor.forget_after(-1)  # type: ignore[attr-defined]
+                await u.chain_cursor.set_cursor(None)  # type: ignore[attr-defined]
+                await u.chain_cursor.set_identity(ident)  # type: ignore[attr-defined]
             for name, address in self._chain.factories().items():
                 await u.chain_projection.add_contract(  # type: ignore[attr-defined]
                     ContractRef(address, "factory", name, self._s.start_block))
+        return discarded
 
     async def tick(self) -> TickReport | None:
         """Index what is new (at most ``batch_blocks``); ``None`` when nothing was new."""

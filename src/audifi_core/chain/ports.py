@@ -226,6 +226,10 @@ class NonceRepository(Protocol):
 
     async def reset(self, address: str, nonce: int) -> None: ...
 
+    async def forget_all(self) -> None:
+        """Drop every row (a new dev chain): nonces are read from the chain again."""
+        ...
+
 
 class IndexerCursorRepository(Protocol):
     async def identity(self) -> ChainIdentity | None: ...
