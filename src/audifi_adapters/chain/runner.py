@@ -107,10 +107,17 @@ class PostgresSignerLock:
             except (TimeoutError, OSError) as e:
                 log.warning("signer lock: database unreachable: %r", e)
                 await self._drop()
+            except asyncio.CancelledError:
+                await asyncio.shield(self._drop())
+                raise
             except Exception as e:  # noqa: BLE001 - asyncpg errors: reconnect and try again
                 log.warning("signer lock: %r", e)
                 await self._drop()
-            await asyncio.sleep(self._poll)
+            try:
+                await asyncio.sleep(self._poll)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._drop())
+                raise
 
     def _notified(self, *_: Any) -> None:
         if self._on_notify is not None:
@@ -273,12 +280,14 @@ class JobRunner:
                 return True
             assert isinstance(action, Send)
             sender = self._chain.address_of(action.signer)
-            nonce = await u.chain_nonces.get(sender)  # type: ignore[attr-defined]
-            if nonce is None:
-                nonce = await self._chain.nonce(sender, "pending")
-                await u.chain_nonces.init(sender, nonce)  # type: ignore[attr-defined]
-                nonce = await u.chain_nonces.get(sender)  # type: ignore[attr-defined]
-            if not await u.chain_nonces.advance(sender, nonce):  # type: ignore[attr-defined]
+            onchain = await self._chain.nonce(sender, "pending")
+            stored = await u.chain_nonces.get(sender)  # type: ignore[attr-defined]
+            if stored is None:
+                await u.chain_nonces.init(sender, onchain)  # type: ignore[attr-defined]
+                stored = await u.chain_nonces.get(sender)  # type: ignore[attr-defined]
+            # The node may know more (the key was used elsewhere); never less than what we handed out.
+            nonce = max(stored, onchain)
+            if not await u.chain_nonces.advance(sender, stored, nonce + 1):  # type: ignore[attr-defined]
                 raise _Retry
             signed = self._chain.sign(action.signer, action.tx, nonce, fees)
             now = self._clock.now()

@@ -138,11 +138,11 @@ class InMemoryNonceRepository(_Repo):
         if _ck(address) not in self._rows:
             self._undo.set(self._rows, _ck(address), nonce)
 
-    async def advance(self, address: str, expected: int) -> bool:
+    async def advance(self, address: str, expected: int, to: int | None = None) -> bool:
         self._w()
         if self._rows.get(_ck(address)) != expected:
             return False
-        self._undo.set(self._rows, _ck(address), expected + 1)
+        self._undo.set(self._rows, _ck(address), expected + 1 if to is None else to)
         return True
 
     async def reset(self, address: str, nonce: int) -> None:

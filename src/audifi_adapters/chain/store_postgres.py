@@ -168,9 +168,9 @@ class PostgresNonceRepository:
         await self._c.execute("INSERT INTO chain_nonces (address, nonce) VALUES ($1, $2) "
                               "ON CONFLICT (address) DO NOTHING", _ck(address), nonce)
 
-    async def advance(self, address: str, expected: int) -> bool:
-        status = await self._c.execute("UPDATE chain_nonces SET nonce = nonce + 1 WHERE address = $1 AND nonce = $2",
-                                       _ck(address), expected)
+    async def advance(self, address: str, expected: int, to: int | None = None) -> bool:
+        status = await self._c.execute("UPDATE chain_nonces SET nonce = $3 WHERE address = $1 AND nonce = $2",
+                                       _ck(address), expected, expected + 1 if to is None else to)
         return status == "UPDATE 1"
 
     async def reset(self, address: str, nonce: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -79,8 +80,16 @@ def master_key(master_id: str) -> bytes:
 _TRANSIENT = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ConnectionError)
 
 
+_EXPECTED = re.compile(r"expected (\d+), but got (\d+)", re.IGNORECASE)
+
+
 def classify_send_error(message: str) -> str:
     m = message.lower()
+    gap = _EXPECTED.search(message)
+    if gap is not None:  # eth-tester: "Invalid transaction nonce: Expected 5, but got 6"
+        return "nonce_too_low" if int(gap.group(2)) < int(gap.group(1)) else "unavailable"
+    if "nonce too high" in m:
+        return "unavailable"  # an earlier nonce is not in yet: send again later
     if "already known" in m or "already imported" in m or "known transaction" in m:
         return "already_known"
     if "nonce too low" in m or "invalid transaction nonce" in m or "nonce" in m and "low" in m:

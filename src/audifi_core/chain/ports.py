@@ -220,8 +220,9 @@ class NonceRepository(Protocol):
         """Create the row if absent (an existing row is left alone)."""
         ...
 
-    async def advance(self, address: str, expected: int) -> bool:
-        """``nonce = expected + 1`` only where ``nonce = expected``: two signers never share a nonce."""
+    async def advance(self, address: str, expected: int, to: int | None = None) -> bool:
+        """``nonce = to`` (default ``expected + 1``) only where ``nonce = expected``: two signers never
+        share a nonce."""
         ...
 
     async def reset(self, address: str, nonce: int) -> None: ...
