@@ -117,12 +117,10 @@ class Indexer:
                 return total
 
     # -------------------------------------------------------------------------- reorgs
-    async def _fork_point(self, cursor: BlockRef, head: int) -> int | None:
+    async def _fork_point(self, cursor: BlockRef, head: int) -> int | None:  # noqa: ARG002
         """The highest remembered block still on the chain, when a newer one is not; else ``None``."""
-        final = head - self._s.confirmations
-        async with self._uow(readonly=True) as u:
-            remembered: list[BlockRef] = await u.chain_cursor.blocks_after(  # type: ignore[attr-defined]
-                min(final, cursor.number) - 1)
+        async with self._uow(readonly=True) as u:  # the last few hundred blocks, highest first
+            remembered: list[BlockRef] = await u.chain_cursor.blocks_after(-1)  # type: ignore[attr-defined]
         if not remembered or remembered[0].number != cursor.number:
             remembered = [cursor, *[b for b in remembered if b.number != cursor.number]]
         diverged = False
