@@ -40,7 +40,7 @@ from .store_memory import job_listeners, register_memory_chain_repositories
 from .store_postgres import JOBS_CHANNEL, register_postgres_chain_repositories
 from .web3chain import Web3Chain
 
-__all__ = ["ChainServices", "open_chain", "ChainStartupError", "DEV_SIGNER_INDEX"]
+__all__ = ["ChainServices", "open_chain", "open_context", "ChainStartupError", "DEV_SIGNER_INDEX"]
 
 log = logging.getLogger("audifi.chain")
 Check = Callable[[], Awaitable[None]]
@@ -223,3 +223,26 @@ async def _index_forever(indexer: Indexer, interval: float) -> None:
             log.warning("indexer tick failed: %r", e)
             delay = min(delay * 2, 30.0)
         await asyncio.sleep(delay)
+
+
+async def open_context(platform: Any, stack: contextlib.AsyncExitStack, *, run_background: bool) -> None:
+    """The composition root's hook (``audifi_adapters.chain_context``): attach the chain layer.
+
+    Optional settings are read from the config when it has them: ``confirmations``,
+    ``signer_balance_floor_wei``, ``chain_poll_interval``, ``gas_bump_after``,
+    ``master_factory_address``, ``coin_factory_address``.
+    """
+    cfg = platform.config
+    services = await open_chain(
+        cfg, stack, uow=platform.uow, database=platform.database, clock=platform.clock, ids=platform.ids,
+        confirmations=getattr(cfg, "confirmations", None),
+        balance_floor=int(getattr(cfg, "signer_balance_floor_wei", 0) or 0),
+        poll_interval=float(getattr(cfg, "chain_poll_interval", 0.5) or 0.5),
+        bump_after=float(getattr(cfg, "gas_bump_after", 60.0) or 60.0),
+        master_factory_address=getattr(cfg, "master_factory_address", None),
+        coin_factory_address=getattr(cfg, "coin_factory_address", None),
+        run_background=run_background)
+    platform.chain = services
+    platform.jobs = services.jobs
+    platform.adapters["chain"] = services.adapter
+    platform.checks.update(services.checks)
