@@ -22,7 +22,8 @@ interface IMasterSharesView {
 ///    deposit whose supply covers its id. The vault stores one checkpoint per distinct supply
 ///    value `(supply, cumulativePerShare before that deposit)` and finds a token's start by binary
 ///    search: minting costs the vault nothing and needs no callback from MasterShares.
-///  * What was paid is recorded per token id (`paidUpTo[id]`), not per holder, so unclaimed
+///  * What was paid is recorded per token id (`paidUpTo(id)`: the cumulativePerShare level up to
+///    which the id was paid; two ids packed per storage slot), not per holder, so unclaimed
 ///    dividends travel with the token when it changes hands.
 /// @dev Deployed as an EIP-1167 clone by MasterFactory; initialize() replaces the constructor.
 ///      ReentrancyGuard works in a clone: an unset guard slot (0) reads as "not entered".
@@ -42,7 +43,8 @@ contract DividendVault is ReentrancyGuard {
     uint256 public cumulativePerShare;
     bool private _initialized;
     Checkpoint[] private _checkpoints;
-    mapping(uint256 id => uint256) private _paidUpTo;
+    // paidUpTo of two consecutive ids per slot (uint128 each): halves the cost of a big claim
+    mapping(uint256 pair => uint256) private _paidUpToPacked;
 
     event DividendDeposited(bytes32 masterId, uint256 amount);
     event DividendClaimed(address indexed to, uint256 amount, uint256[] ids);
@@ -53,6 +55,7 @@ contract DividendVault is ReentrancyGuard {
     error NoSharesMinted();
     error NotOwnerNorOperator(uint256 id, address caller);
     error PaymentFailed();
+    error CumulativeOverflow();
 
     constructor() {
         _initialized = true; // the implementation can never be initialised
@@ -87,7 +90,9 @@ contract DividendVault is ReentrancyGuard {
         uint256 pool = msg.value + dust;
         uint256 perShare = pool / supply;
         dust = pool - perShare * supply;
-        cumulativePerShare = cumulative + perShare;
+        cumulative += perShare;
+        if (cumulative > type(uint128).max) revert CumulativeOverflow(); // unreachable with real ETH
+        cumulativePerShare = cumulative;
         totalDeposited += msg.value;
         emit DividendDeposited(masterId, msg.value);
     }
@@ -130,7 +135,7 @@ contract DividendVault is ReentrancyGuard {
             }
             uint256 owed = _owed(id, cumulative);
             if (owed != 0) {
-                _paidUpTo[id] = cumulative; // a duplicate id now owes 0
+                _setPaidUpTo(id, cumulative); // a duplicate id now owes 0
                 total += owed;
             }
         }
@@ -174,10 +179,27 @@ contract DividendVault is ReentrancyGuard {
         return _checkpoints[lo].cumulativeBefore;
     }
 
+    /// @notice The cumulativePerShare level up to which share `id` has been paid (0: never claimed).
+    function paidUpTo(uint256 id) public view returns (uint256) {
+        uint256 word = _paidUpToPacked[id >> 1];
+        return id & 1 == 0 ? word & type(uint128).max : word >> 128;
+    }
+
+    function _setPaidUpTo(uint256 id, uint256 level) private {
+        uint256 key = id >> 1;
+        uint256 word = _paidUpToPacked[key];
+        if (id & 1 == 0) {
+            word = (word & ~uint256(type(uint128).max)) | level;
+        } else {
+            word = (word & type(uint128).max) | (level << 128);
+        }
+        _paidUpToPacked[key] = word;
+    }
+
     function _owed(uint256 id, uint256 cumulative) private view returns (uint256) {
         if (id == 0) return 0;
         uint256 start = entitlementStart(id);
-        uint256 paid = _paidUpTo[id];
+        uint256 paid = paidUpTo(id);
         if (paid > start) start = paid;
         return cumulative - start;
     }

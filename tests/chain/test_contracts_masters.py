@@ -628,7 +628,7 @@ Claim = st.tuples(st.just("claim"), st.sampled_from(USERS), st.integers(0, 2**16
 
 
 @PROPERTY
-@given(ops=st.lists(st.one_of(Mint, Deposit, Transfer, Claim), min_size=3, max_size=14))
+@given(ops=st.lists(st.one_of(Mint, Deposit, Transfer, Claim), min_size=3, max_size=20))
 def test_dividend_accounting_conserves_every_wei(
     evm_chain: EvmChain, master_factory: Any, ops: list[tuple[Any, ...]]
 ) -> None:
@@ -695,6 +695,36 @@ def test_dividend_accounting_conserves_every_wei(
             assert evm_chain.balance(m.vault.address) == deposited - paid
         assert evm_chain.balance(a[RECIPIENT]) - received == paid
         assert {i: v.claimableOf(i).call() for i in owed} == owed
+
+
+def test_claim_of_250_shares_gas(evm_chain: EvmChain, master_factory: Any) -> None:
+    a = evm_chain.accounts
+    m = create_master(evm_chain, master_factory, 12, max_supply=10_000)
+    v = m.vault.functions
+    holder = a[USERS[0]]
+    # 20 supply checkpoints before the holder's 250 shares, and deposits after
+    for k in range(20):
+        mint(evm_chain, m, a[USERS[1]], 1, f"pre{k}")
+        evm_chain.send(v.deposit(), a[ARTIST], gas=200_000, value=10**15)
+    first, _ = mint(evm_chain, m, holder, 250, "big")
+    for _ in range(3):
+        evm_chain.send(v.deposit(), a[ARTIST], gas=200_000, value=10**18)
+    ids = list(range(first, first + 250))
+    dust = 0
+    for supply in range(1, 21):
+        _, dust = divmod(10**15 + dust, supply)
+    per_share = 0
+    for _ in range(3):
+        share, dust = divmod(10**18 + dust, 270)
+        per_share += share
+    owed = v.claimable(ids).call({"gas": 30_000_000})
+    assert owed == 250 * per_share
+    assert v.dust().call() == dust
+    receipt = evm_chain.send(v.claim(ids, a[RECIPIENT]), holder, gas=MINT_GAS)
+    print(f"\nclaim(250 ids, {v.checkpointCount().call()} checkpoints) gas {receipt.gasUsed}")
+    assert receipt.gasUsed < 10_000_000
+    assert logs(m.vault, "DividendClaimed", receipt)[0].args.amount == owed
+    assert v.claimable(ids).call({"gas": 30_000_000}) == 0
 
 
 def test_checkpoints_follow_distinct_supplies(evm_chain: EvmChain, master: Master) -> None:
