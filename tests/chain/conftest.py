@@ -84,8 +84,13 @@ class EvmChain:
 
     def time_travel(self, seconds: int) -> int:
         """Move the clock: the next transaction is mined at the latest block's time + `seconds`
-        (eth-tester mines an empty block one second before). Returns that timestamp."""
-        ts = self.now() + seconds
+        (eth-tester mines an empty block one second before). Returns that timestamp.
+
+        The pending block never runs behind the wall clock (a reverted snapshot can leave the
+        chain's latest block far behind it); then the clock moves to the pending time instead,
+        as eth-tester refuses to travel backwards."""
+        pending = self.tester.get_block_by_number("pending")["timestamp"]
+        ts = max(self.now() + seconds, pending)
         self.tester.time_travel(ts)
         return ts
 

@@ -86,7 +86,8 @@ def coins(evm_chain: EvmChain, module_coins: ArtistCoins) -> ArtistCoins:
 
 
 def deadline(chain: EvmChain, seconds: int = 3_600) -> int:
-    return chain.now() + seconds
+    """`seconds` after the time the next block will have (it follows the wall clock)."""
+    return chain.tester.get_block_by_number("pending")["timestamp"] + seconds
 
 
 # --- CoinFactory / ArtistCoin ----------------------------------------------------------------
