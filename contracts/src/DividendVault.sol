@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 interface IMasterSharesView {
     function totalMinted() external view returns (uint256);
@@ -28,21 +29,31 @@ interface IMasterSharesView {
 /// @dev Deployed as an EIP-1167 clone by MasterFactory; initialize() replaces the constructor.
 ///      ReentrancyGuard works in a clone: an unset guard slot (0) reads as "not entered".
 contract DividendVault is ReentrancyGuard {
+    using SafeCast for uint256;
+
     struct Checkpoint {
         uint64 supply; // shares minted when the deposit(s) of this checkpoint were made
-        uint192 cumulativeBefore; // cumulativePerShare just before the first of them
+        uint128 cumulativeBefore; // cumulativePerShare just before the first of them
+    }
+
+    // Hot state packed in two slots so a deposit writes few slots (first deposit ~100k gas).
+    struct Accumulator {
+        uint128 cumulativePerShare;
+        uint96 dust; // < supply
+        uint32 checkpointCount;
+    }
+
+    struct Totals {
+        uint128 deposited;
+        uint128 claimed;
     }
 
     address public shares;
     bytes32 public masterId;
-    uint256 public totalDeposited;
-    uint256 public totalClaimed;
-    /// @notice Wei not attributable to any share because of rounding; carried into the next deposit.
-    uint256 public dust;
-    /// @notice Sum over all deposits of the wei credited to each share then minted (unscaled).
-    uint256 public cumulativePerShare;
     bool private _initialized;
-    Checkpoint[] private _checkpoints;
+    Accumulator private _acc;
+    Totals private _totals;
+    mapping(uint256 index => Checkpoint) private _checkpoints;
     // paidUpTo of two consecutive ids per slot (uint128 each): halves the cost of a big claim
     mapping(uint256 pair => uint256) private _paidUpToPacked;
 
@@ -55,7 +66,6 @@ contract DividendVault is ReentrancyGuard {
     error NoSharesMinted();
     error NotOwnerNorOperator(uint256 id, address caller);
     error PaymentFailed();
-    error CumulativeOverflow();
 
     constructor() {
         _initialized = true; // the implementation can never be initialised
@@ -78,28 +88,46 @@ contract DividendVault is ReentrancyGuard {
         _deposit();
     }
 
+    /// @notice Sum over all deposits of the wei credited to each share then minted (unscaled).
+    function cumulativePerShare() public view returns (uint256) {
+        return _acc.cumulativePerShare;
+    }
+
+    /// @notice Wei not attributable to any share because of rounding; carried into the next deposit.
+    function dust() external view returns (uint256) {
+        return _acc.dust;
+    }
+
+    function totalDeposited() external view returns (uint256) {
+        return _totals.deposited;
+    }
+
+    function totalClaimed() external view returns (uint256) {
+        return _totals.claimed;
+    }
+
     function _deposit() private {
         if (msg.value == 0) revert ZeroDeposit();
         uint256 supply = IMasterSharesView(shares).totalMinted();
         if (supply == 0) revert NoSharesMinted();
-        uint256 cumulative = cumulativePerShare;
-        uint256 n = _checkpoints.length;
+        Accumulator memory acc = _acc;
+        uint256 n = acc.checkpointCount;
         if (n == 0 || _checkpoints[n - 1].supply < supply) {
-            _checkpoints.push(Checkpoint(uint64(supply), uint192(cumulative)));
+            _checkpoints[n] = Checkpoint(supply.toUint64(), acc.cumulativePerShare);
+            acc.checkpointCount = (n + 1).toUint32();
         }
-        uint256 pool = msg.value + dust;
+        uint256 pool = msg.value + acc.dust;
         uint256 perShare = pool / supply;
-        dust = pool - perShare * supply;
-        cumulative += perShare;
-        if (cumulative > type(uint128).max) revert CumulativeOverflow(); // unreachable with real ETH
-        cumulativePerShare = cumulative;
-        totalDeposited += msg.value;
+        acc.dust = uint96(pool - perShare * supply); // < supply < 2^64
+        acc.cumulativePerShare = (acc.cumulativePerShare + perShare).toUint128();
+        _acc = acc;
+        _totals.deposited = (_totals.deposited + msg.value).toUint128();
         emit DividendDeposited(masterId, msg.value);
     }
 
     /// @notice Total claimable for `ids`; duplicate ids are counted once, unknown ids count 0.
     function claimable(uint256[] calldata ids) external view returns (uint256 total) {
-        uint256 cumulative = cumulativePerShare;
+        uint256 cumulative = _acc.cumulativePerShare;
         uint256 n = ids.length;
         for (uint256 i = 0; i < n; ++i) {
             uint256 id = ids[i];
@@ -116,7 +144,7 @@ contract DividendVault is ReentrancyGuard {
 
     /// @notice Claimable of a single share.
     function claimableOf(uint256 id) external view returns (uint256) {
-        return _owed(id, cumulativePerShare);
+        return _owed(id, _acc.cumulativePerShare);
     }
 
     /// @notice Pays everything owed to `ids` to `to`. The caller must own every id or be an
@@ -124,7 +152,7 @@ contract DividendVault is ReentrancyGuard {
     function claim(uint256[] calldata ids, address to) external nonReentrant {
         if (to == address(0)) revert ZeroAddress();
         IMasterSharesView s = IMasterSharesView(shares);
-        uint256 cumulative = cumulativePerShare;
+        uint256 cumulative = _acc.cumulativePerShare;
         uint256 total = 0;
         uint256 n = ids.length;
         for (uint256 i = 0; i < n; ++i) {
@@ -139,7 +167,7 @@ contract DividendVault is ReentrancyGuard {
                 total += owed;
             }
         }
-        totalClaimed += total;
+        _totals.claimed += total.toUint128();
         emit DividendClaimed(to, total, ids);
         if (total != 0) {
             (bool ok,) = to.call{value: total}("");
@@ -149,7 +177,7 @@ contract DividendVault is ReentrancyGuard {
 
     /// @notice Number of supply checkpoints (one per distinct supply seen by a deposit).
     function checkpointCount() external view returns (uint256) {
-        return _checkpoints.length;
+        return _acc.checkpointCount;
     }
 
     function checkpointAt(uint256 index)
@@ -165,8 +193,9 @@ contract DividendVault is ReentrancyGuard {
     ///         deposit); cumulativePerShare itself when no deposit covers it yet.
     function entitlementStart(uint256 id) public view returns (uint256) {
         // lowest k with _checkpoints[k].supply >= id (supplies strictly increase with k)
+        uint256 count = _acc.checkpointCount;
         uint256 lo = 0;
-        uint256 hi = _checkpoints.length;
+        uint256 hi = count;
         while (lo < hi) {
             uint256 mid = (lo + hi) >> 1;
             if (_checkpoints[mid].supply < id) {
@@ -175,7 +204,7 @@ contract DividendVault is ReentrancyGuard {
                 hi = mid;
             }
         }
-        if (lo == _checkpoints.length) return cumulativePerShare;
+        if (lo == count) return _acc.cumulativePerShare;
         return _checkpoints[lo].cumulativeBefore;
     }
 
