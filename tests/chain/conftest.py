@@ -94,6 +94,43 @@ class EvmChain:
         self.tester.time_travel(ts)
         return ts
 
+    @staticmethod
+    def assemble(items: list[Any]) -> bytes:
+        """Tiny EVM assembler for hand-written helper contracts (no test-only Solidity in the
+        shipped artifacts): ints are opcodes/bytes, bytes are raw, ("label", name) marks an
+        offset and ("push2", name) is a PUSH2 of that offset."""
+        offsets: dict[str, int] = {}
+        pos = 0
+        for item in items:
+            if isinstance(item, tuple):
+                if item[0] == "label":
+                    offsets[item[1]] = pos
+                else:
+                    pos += 3
+            else:
+                pos += 1 if isinstance(item, int) else len(item)
+        out = bytearray()
+        for item in items:
+            if isinstance(item, tuple):
+                if item[0] == "push2":
+                    out += bytes([0x61]) + offsets[item[1]].to_bytes(2, "big")
+            elif isinstance(item, int):
+                out.append(item)
+            else:
+                out += item
+        return bytes(out)
+
+    def deploy_runtime(self, runtime: bytes) -> str:
+        """Deploys raw runtime code (< 256 bytes); returns its address."""
+        n = len(runtime)
+        assert n < 256
+        # PUSH1 n PUSH1 12 PUSH1 0 CODECOPY PUSH1 n PUSH1 0 RETURN, then the runtime
+        init = bytes([0x60, n, 0x60, 12, 0x60, 0, 0x39, 0x60, n, 0x60, 0, 0xF3]) + runtime
+        tx = self.w3.eth.send_transaction({"from": self.accounts[0], "data": init, "gas": 500_000})
+        receipt = self.w3.eth.get_transaction_receipt(tx)
+        assert receipt.status == 1
+        return receipt.contractAddress
+
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         """Everything done inside is undone on exit (one fresh chain state per hypothesis example)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
+from eth_utils import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from web3.logs import DISCARD
@@ -605,3 +606,43 @@ def test_pool_k_never_decreases(
             assert c.balanceOf(coins.pool.address).call() == new_rc
             assert sum(p.balanceOf(h).call() for h in lp_holders) == new_supply
             assert p.balanceOf(DEAD).call() == 1000
+
+
+def deploy_reentrant_receiver(chain: EvmChain, target: str, calldata: bytes) -> str:
+    """On every call it calls `target` with `calldata`, forwarding the value it received, then
+    records `1 + success` in slot 0 and the first word of the return data in slot 1, and accepts."""
+    size = len(calldata).to_bytes(2, "big")
+    # fmt: off
+    code: list[Any] = [
+        0x61, size, ("push2", "data"), 0x60, 0, 0x39,  # CODECOPY(0, data, size)
+        0x60, 0, 0x60, 0, 0x61, size, 0x60, 0, 0x34,  # ret 0,0; args 0,size; value CALLVALUE
+        0x73, bytes.fromhex(target[2:]), 0x5A, 0xF1,  # PUSH20 target, GAS, CALL -> success
+        0x60, 1, 0x01, 0x60, 0, 0x55,  # slot0 = success + 1
+        0x3D, 0x60, 0, 0x61, b"\x02\x00", 0x3E,  # RETURNDATACOPY(0x200, 0, size)
+        0x61, b"\x02\x00", 0x51, 0x60, 1, 0x55, 0x00,  # slot1 = mload(0x200); STOP
+        ("label", "data"), calldata,
+    ]
+    # fmt: on
+    return chain.deploy_runtime(chain.assemble(code))
+
+
+def test_pool_is_non_reentrant(evm_chain: EvmChain, coins: ArtistCoins) -> None:
+    a = evm_chain.accounts
+    p = coins.pool.functions
+    seed_pool(evm_chain, coins)
+    far = deadline(evm_chain, 10**6)
+    # paid ETH by the pool, the receiver tries to swap it straight back in
+    reenter = bytes.fromhex(
+        coins.pool.encode_abi("swapExactEthForCoin", args=[0, a[USERS[1]], far])[2:]
+    )
+    receiver = deploy_reentrant_receiver(evm_chain, coins.pool.address, reenter)
+    user = a[USERS[0]]
+    rc, re = p.getReserves().call()
+    out = amount_out(100 * ETHER, rc, re)
+    evm_chain.send(p.swapExactCoinForEth(100 * ETHER, 0, receiver, far), user, gas=500_000)
+    storage = evm_chain.w3.eth.get_storage_at
+    assert int.from_bytes(storage(receiver, 0), "big") == 1  # the re-entrant swap failed...
+    selector = keccak(text="ReentrancyGuardReentrantCall()")[:4]
+    assert bytes(storage(receiver, 1))[:4] == selector  # ...because of the guard
+    assert evm_chain.balance(receiver) == out
+    assert p.getReserves().call() == [rc + 100 * ETHER, re - out]

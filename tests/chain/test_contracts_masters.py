@@ -521,44 +521,6 @@ def test_plain_eth_transfer_is_a_deposit(evm_chain: EvmChain, master: Master) ->
 
 # Hand-assembled helper contracts (no test-only Solidity in the shipped artifacts).
 
-Asm = list[int | bytes | tuple[str, str]]
-
-
-def _assemble(items: Asm) -> bytes:
-    """Bytes, single opcodes, ("label", name) and ("push2", name) for a PUSH2 of a label's offset."""
-    offsets: dict[str, int] = {}
-    pos = 0
-    for item in items:
-        if isinstance(item, tuple):
-            if item[0] == "label":
-                offsets[item[1]] = pos
-            else:
-                pos += 3
-        else:
-            pos += 1 if isinstance(item, int) else len(item)
-    offsets.setdefault("end", pos)
-    out = bytearray()
-    for item in items:
-        if isinstance(item, tuple):
-            if item[0] == "push2":
-                out += bytes([0x61]) + offsets[item[1]].to_bytes(2, "big")
-        elif isinstance(item, int):
-            out.append(item)
-        else:
-            out += item
-    return bytes(out)
-
-
-def _deploy_runtime(chain: EvmChain, runtime: bytes) -> str:
-    n = len(runtime)
-    assert n < 256
-    # PUSH1 n PUSH1 12 PUSH1 0 CODECOPY PUSH1 n PUSH1 0 RETURN, then the runtime
-    init = bytes([0x60, n, 0x60, 12, 0x60, 0, 0x39, 0x60, n, 0x60, 0, 0xF3]) + runtime
-    tx = chain.w3.eth.send_transaction({"from": chain.accounts[0], "data": init, "gas": 500_000})
-    receipt = chain.w3.eth.get_transaction_receipt(tx)
-    assert receipt.status == 1
-    return receipt.contractAddress
-
 
 def deploy_reentrant_claimer(chain: EvmChain, vault: str, claim_calldata: bytes) -> str:
     """Any call makes it call `vault` with `claim_calldata`, its own address patched in as `to`.
@@ -566,7 +528,7 @@ def deploy_reentrant_claimer(chain: EvmChain, vault: str, claim_calldata: bytes)
     re-enters, records `1 + success` of the re-entrant call in storage slot 0, and accepts."""
     size = len(claim_calldata).to_bytes(2, "big")
     # fmt: off
-    code: Asm = [
+    code: list[Any] = [
         0x61, size, ("push2", "data"), 0x60, 0, 0x39,  # CODECOPY(0, data, size)
         0x30, 0x60, 36, 0x52,  # MSTORE(36, ADDRESS): claim(ids, to = this)
         0x60, 0, 0x60, 0, 0x61, size, 0x60, 0, 0x60, 0,  # ret 0,0; args 0,size; value 0
@@ -579,7 +541,7 @@ def deploy_reentrant_claimer(chain: EvmChain, vault: str, claim_calldata: bytes)
         ("label", "data"), claim_calldata,
     ]
     # fmt: on
-    return _deploy_runtime(chain, _assemble(code))
+    return chain.deploy_runtime(chain.assemble(code))
 
 
 def test_claim_is_non_reentrant(evm_chain: EvmChain, master: Master) -> None:
@@ -608,7 +570,7 @@ def test_claim_is_non_reentrant(evm_chain: EvmChain, master: Master) -> None:
 def test_failed_payment_reverts_the_claim(evm_chain: EvmChain, master: Master) -> None:
     a = evm_chain.accounts
     v = master.vault.functions
-    rejecter = _deploy_runtime(evm_chain, bytes([0x60, 0, 0x60, 0, 0xFD]))  # always REVERT
+    rejecter = evm_chain.deploy_runtime(bytes([0x60, 0, 0x60, 0, 0xFD]))  # always REVERT
     mint(evm_chain, master, a[USERS[0]], 1, "m")
     evm_chain.send(v.deposit(), a[ARTIST], gas=200_000, value=777)
     evm_chain.expect_revert(v.claim([1], rejecter), a[USERS[0]], "PaymentFailed()")
