@@ -63,6 +63,19 @@ class Config:
     custody_mnemonic: str | None = _secret()
     password_hash_memory_kib: int = 65536
     upload_limit_bytes: int = 200 * 1024 * 1024
+    confirmations: int | None = None
+    signer_balance_floor_wei: int = 0
+    chain_poll_interval: float = 0.5
+    gas_bump_after: float = 60.0
+    master_factory_address: str | None = None
+    coin_factory_address: str | None = None
+    # The raw environment, for settings a bounded context reads itself (``config.setting(...)``).
+    settings: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+    def setting(self, name: str, default: str | None = None) -> str | None:
+        """A context-specific setting from the environment (e.g. ``MASTER_DAILY_QUOTA``)."""
+        v = self.settings.get(name, "").strip()
+        return v or default
 
     @property
     def production(self) -> bool:
@@ -111,6 +124,13 @@ class Config:
             custody_mnemonic=opt("CUSTODY_MNEMONIC"),
             password_hash_memory_kib=int(e.get("PASSWORD_HASH_MEMORY_KIB", "65536")),
             upload_limit_bytes=int(e.get("UPLOAD_LIMIT_BYTES", str(200 * 1024 * 1024))),
+            confirmations=int(e["CONFIRMATIONS"]) if opt("CONFIRMATIONS") else None,
+            signer_balance_floor_wei=int(e.get("SIGNER_BALANCE_FLOOR_WEI", "0") or 0),
+            chain_poll_interval=float(e.get("CHAIN_POLL_INTERVAL", "0.5") or 0.5),
+            gas_bump_after=float(e.get("GAS_BUMP_AFTER", "60") or 60),
+            master_factory_address=opt("MASTER_FACTORY_ADDRESS"),
+            coin_factory_address=opt("COIN_FACTORY_ADDRESS"),
+            settings=e,
         )
         cfg.validate()
         return cfg
@@ -134,6 +154,8 @@ class Config:
                 ("PINATA_API_KEY or IPFS_API_URL", self.pinata_api_key or self.ipfs_api_url),
                 ("JWT_SECRET", self.jwt_secret), ("MAGIC_LINK_SECRET", self.magic_link_secret),
                 ("ENCRYPTION_KEY", self.encryption_key), ("CUSTODY_MNEMONIC", self.custody_mnemonic),
+                ("MASTER_FACTORY_ADDRESS", self.master_factory_address),
+                ("COIN_FACTORY_ADDRESS", self.coin_factory_address),
             ] if not value]
             if self.pinata_api_key and not self.pinata_secret_key:
                 missing.append("PINATA_SECRET_KEY")

@@ -23,6 +23,7 @@ from audifi_core.uow import UnitOfWorkFactory
 from .chain.custody import HdCustody
 from .chain.signatures import EthAccountSignatureVerifier
 from .config import Config, ConfigError
+from .contexts import open_contexts
 from .crypto import Argon2PasswordHasher, FernetSecretBox, JwtAccessTokens
 from .events import InProcessEventBus, MemoryOutbox, OutboxRelay, PostgresOutbox
 from .mail import SmtpMailer
@@ -63,6 +64,17 @@ class Platform:
     dev_mailbox: OutboxMailer | None = None
     database: PostgresDatabase | InMemoryDatabase | None = None
     redis: Redis | None = None
+    stack: contextlib.AsyncExitStack | None = None
+    # Bounded contexts attach their services here (see contexts.py), in dependency order.
+    chain: Any = None
+    jobs: Any = None
+    content: Any = None
+    masters: Any = None
+    studio: Any = None
+    coins: Any = None
+    payments: Any = None
+    analytics: Any = None
+    notifications: Any = None
     extras: dict[str, Any] = attrs.Factory(dict)
 
 
@@ -171,7 +183,9 @@ async def open_platform(config: Config, *, clock: Clock | None = None, ids: IdGe
             config=config, clock=clock, ids=ids, uow=uow, auth=auth, limiter=limiter,
             idempotency=idempotency, single_use=single_use, mailer=mailer, bus=bus, relay=relay,
             adapters=adapters, checks=checks, dev_mailbox=dev_mailbox, database=pg or mem, redis=redis,
+            stack=stack,
         )
+        await open_contexts(platform, stack, run_background=run_background)
         if run_background:
             task = asyncio.create_task(relay.run(), name="audifi-outbox-relay")
 

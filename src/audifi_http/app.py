@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import weakref
 from collections.abc import AsyncIterator
 
@@ -22,10 +24,18 @@ __all__ = ["create_app", "build_routes"]
 log = structlog.get_logger("audifi.app")
 
 
+ROUTE_MODULES = ("chain", "masters", "studio", "coins", "payments", "analytics")
+
+
 def build_routes(config: Config) -> RouteTable:
+    """Every route, from each context's ``audifi_http.routes.<name>.register(t, config)``."""
     t = RouteTable()
     ops.register(t)
     auth.register(t)
+    for name in ROUTE_MODULES:
+        module_name = f"audifi_http.routes.{name}"
+        if importlib.util.find_spec(module_name) is not None:
+            importlib.import_module(module_name).register(t, config)
     if not config.production:
         dev.register(t, mailbox=not config.smtp_url)
     return t

@@ -150,6 +150,7 @@ class TestModes:
                "STRIPE_WEBHOOK_SECRET": "whsec_x", "SMTP_URL": "smtp://mail", "PINATA_API_KEY": "k",
                "PINATA_SECRET_KEY": "s", "JWT_SECRET": "j" * 32, "MAGIC_LINK_SECRET": "m" * 32,
                "ENCRYPTION_KEY": "e" * 32, "CUSTODY_MNEMONIC": "test " * 11 + "junk",
+               "MASTER_FACTORY_ADDRESS": "0x" + "22" * 20, "COIN_FACTORY_ADDRESS": "0x" + "33" * 20,
                "PUBLIC_URL": "https://audifi.example", "HOST": "0.0.0.0"}
         cfg = Config.from_environ(env)
         assert cfg.artist_signup == "approval" and cfg.log_format == "json"
@@ -163,7 +164,8 @@ class TestModes:
                "RPC_URL": "http://node", "PRIVATE_KEY": "0x" + "11" * 32, "STRIPE_SECRET_KEY": "sk_test_x",
                "STRIPE_WEBHOOK_SECRET": "whsec_x", "SMTP_URL": "smtp://mail", "IPFS_API_URL": "http://kubo:5001",
                "JWT_SECRET": "j" * 32, "MAGIC_LINK_SECRET": "m" * 32, "ENCRYPTION_KEY": "e" * 32,
-               "CUSTODY_MNEMONIC": "test " * 11 + "junk"}
+               "CUSTODY_MNEMONIC": "test " * 11 + "junk", "MASTER_FACTORY_ADDRESS": "0x" + "22" * 20,
+               "COIN_FACTORY_ADDRESS": "0x" + "33" * 20}
         paths = [r.path for r in build_routes(Config.from_environ(env)).routes]
         assert not [p for p in paths if p.startswith("/dev/")]
         assert "/dev/mailbox" in [r.path for r in build_routes(Config.dev()).routes]

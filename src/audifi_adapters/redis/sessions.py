@@ -34,9 +34,11 @@ def _dt(s: bytes | str) -> datetime:
 
 
 class RedisSessionStore:
-    def __init__(self, redis: Redis, prefix: str):
+    def __init__(self, redis: Redis, prefix: str, key_ttl_seconds: int = 31 * 24 * 3600):
+        """Keys live ``key_ttl_seconds`` past their last write; expiry proper is the service's check."""
         self._r = redis
         self._p = prefix
+        self._key_ttl = key_ttl_seconds
         self._rotate = redis.register_script(_ROTATE)
 
     def _k(self, sid: str) -> str:
@@ -47,10 +49,6 @@ class RedisSessionStore:
 
     def _u(self, uid: str) -> str:
         return f"{self._p}usess:{uid}"
-
-    @staticmethod
-    def _ttl(s: AuthSession) -> int:
-        return max(1, int(s.expires_at.timestamp() - datetime.now(UTC).timestamp()) + 1)
 
     async def create(self, session: AuthSession) -> None:
         mapping = {
@@ -63,7 +61,7 @@ class RedisSessionStore:
             "refresh": session.refresh_hash,
             "user_agent": session.user_agent,
         }
-        ttl = self._ttl(session)
+        ttl = self._key_ttl
         async with self._r.pipeline(transaction=True) as p:
             p.hset(self._k(session.id), mapping=mapping)
             p.expire(self._k(session.id), ttl)
@@ -91,9 +89,8 @@ class RedisSessionStore:
 
     async def rotate(self, session_id: str, presented_hash: str, new_hash: str,
                      expires_at: datetime) -> RotateOutcome:
-        ttl = max(1, int(expires_at.timestamp() - datetime.now(UTC).timestamp()) + 1)
         r = int(await self._rotate(keys=[self._k(session_id), self._prev(session_id)],
-                                   args=[presented_hash, new_hash, _ts(expires_at), ttl]))
+                                   args=[presented_hash, new_hash, _ts(expires_at), self._key_ttl]))
         return {1: RotateOutcome.ROTATED, 2: RotateOutcome.REUSED}.get(r, RotateOutcome.UNKNOWN)
 
     async def revoke(self, session_id: str) -> AuthSession | None:
