@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from eth_abi import decode
 from eth_account import Account
 
 from audifi_adapters.config import Config
@@ -131,6 +132,24 @@ class TestCoinLifecycle:
         assert (int(pool["reserveCoin"]), int(pool["reserveEth"])) == (rc + sell_in, re - eth_out)
         held = expected - sell_in
         assert await token_balance(client, coin["address"], fw.address) == held
+
+        # -- a second deposit with too much ETH: the pool takes coin and ETH at its price (and refunds the
+        #    rest); the default minimums are those amounts less 0.5 %
+        rc, re = rc + sell_in, re - eth_out
+        c1, e1 = 1_000 * COIN, ETH
+        coin_opt = e1 * rc // re
+        used = (coin_opt, e1) if coin_opt <= c1 else (c1, c1 * re // rc)
+        assert used[1] < e1
+        r = await client.post(f"/coins/{artist_id}/pool/liquidity", json={
+            "coinAmount": str(c1), "ethAmount": str(e1)}, headers=bearer(s))
+        body = await r.json()
+        add = body["transactions"][-1]
+        args = decode(["uint256", "uint256", "uint256", "address", "uint256"], bytes.fromhex(add["data"][10:]))
+        assert args[:3] == (c1, used[0] * 9950 // 10000, used[1] * 9950 // 10000)
+        assert args[3].lower() == art.address.lower() and add["value"] == str(e1)
+        await send_all(client, art, body)
+        pool = await (await client.get(f"/coins/{artist_id}/pool")).json()
+        assert (int(pool["reserveCoin"]), int(pool["reserveEth"])) == (rc + used[0], re + used[1])
 
         # -- amounts above the wallet's balance are refused before anything is built
         for path, payload in (("stake", {"amount": str(held + 1)}),
