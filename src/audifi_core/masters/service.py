@@ -1,0 +1,663 @@
+"""The masters use cases: register on IPFS and chain, IPO, mint, shares, dividends, the token ledger.
+
+Used by the HTTP edge and by other contexts:
+
+* payments: :meth:`MasterService.get_master`, :meth:`~MasterService.ipo_status`,
+  :meth:`~MasterService.reserve_tokens` / :meth:`~MasterService.release_tokens` /
+  :meth:`~MasterService.mark_sold` (share checkout) and :meth:`~MasterService.allocate_from_treasury`
+  (a paid checkout's shares to the buyer's custodial address, with a hold);
+* V Studio: :meth:`~MasterService.get_master`, :meth:`~MasterService.lock_master`,
+  :meth:`~MasterService.shares_held`.
+
+Chain side effects are chain jobs enqueued in the same unit of work as the change that needs them;
+the job hooks installed by :meth:`MasterService.install_hooks` finish the story (``registered``,
+``minted``) in the unit of work that confirms the job. Share and dividend reads come from the
+indexer's projection of chain events, never from what we meant to send.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from audifi_core.auth.model import Role
+from audifi_core.chain.jobs import ChainJobs
+from audifi_core.chain.model import (
+    PLATFORM,
+    ChainJob,
+    ChainJobView,
+    ClaimDividends,
+    DeployMaster,
+    JobError,
+    JobKind,
+    JobStatus,
+    MintShares,
+    TransferShares,
+    custody_signer,
+)
+from audifi_core.chain.ports import Chain
+from audifi_core.content import AUDIO_CONTENT_TYPES, ContentStore, StoredContent
+from audifi_core.errors import Conflict, Forbidden, NotFound, RateLimited, ValidationError
+from audifi_core.events import DomainEvent
+from audifi_core.ports import Clock, IdGenerator
+from audifi_core.uow import UnitOfWork
+
+from .model import (
+    MAX_TOTAL_SHARES,
+    Allocation,
+    ClaimOutcome,
+    DividendDeposit,
+    DividendsView,
+    Holder,
+    Holding,
+    Ipo,
+    IpoStatus,
+    IpoView,
+    Master,
+    MasterMetadata,
+    MasterPage,
+    MasterStatus,
+    MasterView,
+    Money,
+    SharesView,
+    TokenState,
+    Transactions,
+)
+from .validation import check_count, check_ipo, parse_address, parse_metadata, parse_wei
+
+__all__ = ["MasterService", "MasterSettings", "DEPLOY_PREFIX", "SUPPLY_PREFIX"]
+
+DEPLOY_PREFIX = "master:deploy:"
+SUPPLY_PREFIX = "master:supply:"
+MINT_PREFIX = "master:mint:"
+CLOSE_PREFIX = "master:ipo-close:"
+CLAIM_CHUNK = 250  # ids per DividendVault.claim / batchTransfer (gas stays well under a block)
+
+
+@attrs.frozen
+class MasterSettings:
+    daily_quota: int = 10
+    upload_limit_bytes: int = 200 * 1024 * 1024
+    cache_ttl: float = 1.0  # seconds a registered master may be served from this process's memory
+    mint_requeues: int = 3  # a mint that reverted because the supply cap was not set yet runs again
+    tick_batch: int = 50
+
+
+class MasterService:
+    def __init__(self, *, uow: Callable[..., UnitOfWork], jobs: ChainJobs, chain: Chain, content: ContentStore,
+                 clock: Clock, ids: IdGenerator, settings: MasterSettings = MasterSettings()):
+        self._uow = uow
+        self._jobs = jobs
+        self._chain = chain
+        self._content = content
+        self._clock = clock
+        self._ids = ids
+        self.settings = settings
+        self._cache: dict[str, tuple[float, Master]] = {}
+
+    # ================================================================== plumbing
+    def _event(self, type_: str, data: dict[str, Any]) -> DomainEvent:
+        return DomainEvent(id=self._ids.new_id("evt"), type=type_, occurred_at=self._clock.now(), data=data)
+
+    def _forget(self, master_id: str) -> None:
+        self._cache.pop(master_id, None)
+
+    @property
+    def treasury(self) -> str:
+        """The address minted shares go to: the platform signer's."""
+        return self._chain.address_of(PLATFORM)
+
+    def custodial_address(self, user_index: int) -> str:
+        return self._chain.address_of(custody_signer(user_index))
+
+    async def _load(self, master_id: str, *, cached: bool = False) -> Master:
+        if cached:
+            hit = self._cache.get(master_id)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
+        async with self._uow(readonly=True) as u:
+            m = await u.masters.get(master_id)  # type: ignore[attr-defined]
+        if m is None:
+            raise NotFound(f"Master with ID {master_id} not found", code="MASTER_NOT_FOUND",
+                           details={"masterId": master_id})
+        if cached and m.status is MasterStatus.REGISTERED and self.settings.cache_ttl > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[master_id] = (time.monotonic() + self.settings.cache_ttl, m)
+        return m
+
+    @staticmethod
+    def _own(m: Master, user_id: str) -> None:
+        if m.artist_id != user_id:
+            raise Forbidden("Only the master's artist may do this", details={"masterId": m.id})
+
+    @staticmethod
+    def _registered(m: Master) -> tuple[str, str]:
+        if m.status is not MasterStatus.REGISTERED or not m.contract_address or not m.dividend_address:
+            raise Conflict(f"Master {m.id} is not registered on-chain yet ({m.status.value})",
+                           details={"masterId": m.id, "status": m.status.value})
+        return m.contract_address, m.dividend_address
+
+    async def _addresses_of(self, u: Any, user_id: str) -> tuple[list[str], str]:
+        """The user's linked wallets (oldest link first) and custodial address."""
+        user = await u.users.get(user_id)
+        if user is None:
+            raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND", details={"userId": user_id})
+        wallets = sorted(await u.users.wallets_of(user_id), key=lambda w: w.linked_at)
+        return [w.address for w in wallets], self.custodial_address(user.index)
+
+    # ================================================================== registration
+    @staticmethod
+    def parse_metadata(data: Any) -> MasterMetadata:
+        return parse_metadata(data)
+
+    def _quota_retry_after(self) -> int:
+        now = self._clock.now().astimezone(UTC)
+        tomorrow = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+        return max(1, int((tomorrow - now).total_seconds()))
+
+    def _over_quota(self) -> RateLimited:
+        return RateLimited(f"At most {self.settings.daily_quota} masters per day",
+                           retry_after=self._quota_retry_after(),
+                           details={"limit": self.settings.daily_quota})
+
+    async def check_quota(self, artist_id: str) -> None:
+        """Fail early (429) when the artist's daily quota is used up; :meth:`register` counts atomically."""
+        async with self._uow(readonly=True) as u:
+            used = await u.masters.quota_used(artist_id, self._clock.now().astimezone(UTC).date())  # type: ignore[attr-defined]
+        if used >= self.settings.daily_quota:
+            raise self._over_quota()
+
+    async def store_audio(self, chunks: AsyncIterator[bytes], *, filename: str, content_type: str) -> StoredContent:
+        """Stream an audio file into the content store: audio types only (400), size-limited (413)."""
+        ct = (content_type or "").split(";", 1)[0].strip().lower()
+        if ct not in AUDIO_CONTENT_TYPES:
+            raise ValidationError("Only audio files are accepted",
+                                  fields={"audio": f"content type {ct or 'missing'} is not an audio type"})
+        return await self._content.add_stream(chunks, name=filename or "audio", content_type=ct,
+                                              max_bytes=self.settings.upload_limit_bytes)
+
+    async def register(self, artist_id: str, metadata: MasterMetadata, audio: StoredContent) -> Master:
+        """Pin the ERC-721 metadata JSON, then in ONE unit of work: count the quota, record the master
+        ``pending`` and queue the chain job deploying its shares contract and dividend vault."""
+        master_id = self._ids.new_id("mst")
+        attributes: list[dict[str, Any]] = []
+        for trait, value in (("Genre", metadata.genre), ("BPM", metadata.bpm), ("ISRC", metadata.isrc)):
+            if value is not None:
+                attributes.append({"trait_type": trait, "value": value})
+        erc721 = {"name": metadata.title, "description": metadata.description or "",
+                  "animation_url": f"ipfs://{audio.cid}", "attributes": attributes,
+                  "properties": {"masterId": master_id, "artistId": artist_id, "audioSize": audio.size}}
+        pinned = await self._content.add_json(erc721, name=f"{master_id}.json")
+        now = self._clock.now()
+        async with self._uow() as u:
+            user = await u.users.get(artist_id)  # type: ignore[attr-defined]
+            if user is None or not user.has_role(Role.ARTIST):
+                raise Forbidden("The artist role is required")
+            if not await u.masters.take_quota(artist_id, now.astimezone(UTC).date(),  # type: ignore[attr-defined]
+                                              self.settings.daily_quota):
+                raise self._over_quota()
+            wallets, custodial = await self._addresses_of(u, artist_id)
+            artist_address = wallets[0] if wallets else custodial
+            job = await self._jobs.enqueue(u, JobKind.DEPLOY_MASTER, DEPLOY_PREFIX + master_id, artist_id,
+                                           DeployMaster(master_id, artist_address, f"ipfs://{pinned.cid}", None))
+            master = Master(id=master_id, artist_id=artist_id, title=metadata.title, metadata=metadata.to_dict(),
+                            audio_cid=audio.cid, metadata_cid=pinned.cid, artist_address=artist_address,
+                            status=MasterStatus.PENDING, created_at=now, updated_at=now, deploy_job_id=job.id)
+            await u.masters.add(master)  # type: ignore[attr-defined]
+        return master
+
+    # ================================================================== reads
+    async def get_master(self, master_id: str) -> Master:
+        """The master (with its IPO) as stored now; ``NotFound`` code ``MASTER_NOT_FOUND``."""
+        return await self._load(master_id)
+
+    def ipo_status(self, master: Master) -> str:
+        """``"scheduled"|"live"|"closed"`` by the clock and the confirmed mint count; ``Conflict`` without IPO."""
+        if master.ipo is None:
+            raise Conflict(f"Master {master.id} has no IPO", details={"masterId": master.id})
+        return master.ipo.status(self._clock.now()).value
+
+    def _visible(self, m: Master, viewer_id: str | None) -> Master:
+        if m.status is not MasterStatus.REGISTERED and m.artist_id != viewer_id:
+            raise NotFound(f"Master with ID {m.id} not found", code="MASTER_NOT_FOUND", details={"masterId": m.id})
+        return m
+
+    async def master_view(self, master_id: str, viewer_id: str | None = None) -> MasterView:
+        """Public once registered; a pending or failed master only to its artist (404 to others)."""
+        m = self._visible(await self._load(master_id, cached=True), viewer_id)
+        return MasterView.of(m, self._clock.now())
+
+    async def list_masters(self, *, artist_id: str | None, cursor: str | None, limit: int,
+                           viewer_id: str | None) -> MasterPage:
+        if not 1 <= limit <= 100:
+            raise ValidationError("Invalid limit", fields={"limit": "from 1 to 100"})
+        if cursor is not None and (not cursor.startswith("mst_") or len(cursor) > 64):
+            raise ValidationError("Invalid cursor", fields={"cursor": "not a cursor of this list"})
+        async with self._uow(readonly=True) as u:
+            rows = await u.masters.list(artist_id=artist_id, before=cursor, limit=limit + 1,  # type: ignore[attr-defined]
+                                        visible_to=viewer_id)
+        now = self._clock.now()
+        page = rows[:limit]
+        return MasterPage(items=[MasterView.of(m, now) for m in page],
+                          next_cursor=page[-1].id if len(rows) > limit else None)
+
+    async def shares_view(self, master_id: str, viewer_id: str | None) -> SharesView:
+        """Holders from the projection of ``Transfer`` events; the owner also sees each holder's user id."""
+        m = self._visible(await self._load(master_id), viewer_id)
+        total = m.ipo.total_shares if m.ipo is not None else 0
+        if m.contract_address is None:
+            return SharesView(total_shares=total, minted=0, holders=[])
+        owner = viewer_id is not None and viewer_id == m.artist_id
+        async with self._uow(readonly=True) as u:
+            counts: dict[str, int] = await u.chain_projection.holders(m.contract_address)  # type: ignore[attr-defined]
+            holders = []
+            for address, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+                uid = None
+                if owner:
+                    uid = await u.users.wallet_owner(address) or await u.masters.custodial_owner(address)  # type: ignore[attr-defined]
+                holders.append(Holder(address=address, shares=n, user_id=uid))
+        return SharesView(total_shares=total, minted=sum(counts.values()), holders=holders)
+
+    async def shares_held(self, user_id: str, master_id: str) -> int:
+        """Shares of the master at the user's linked wallets and custodial address (from the projection)."""
+        m = await self._load(master_id)
+        if m.contract_address is None:
+            return 0
+        async with self._uow(readonly=True) as u:
+            wallets, custodial = await self._addresses_of(u, user_id)
+            rows = await u.master_reads.holdings([*wallets, custodial])  # type: ignore[attr-defined]
+        return sum(r.count for r in rows if r.contract.lower() == m.contract_address.lower())
+
+    async def holdings(self, user_id: str) -> list[Holding]:
+        """Every (master, address) the user holds shares at: linked wallets and the custodial address."""
+        async with self._uow(readonly=True) as u:
+            wallets, custodial = await self._addresses_of(u, user_id)
+            rows = await u.master_reads.holdings([*wallets, custodial])  # type: ignore[attr-defined]
+            out = []
+            for r in rows:
+                m = await u.masters.by_contract(r.contract)  # type: ignore[attr-defined]
+                if m is None:
+                    continue
+                is_custodial = r.owner.lower() == custodial.lower()
+                until = await u.masters.hold_until(user_id, m.id) if is_custodial else None  # type: ignore[attr-defined]
+                out.append(Holding(master_id=m.id, title=m.title, address=r.owner, custodial=is_custodial,
+                                   shares=r.count, token_ids=list(r.token_ids), withdrawable_at=until))
+        out.sort(key=lambda h: (h.master_id, not h.custodial, h.address))
+        return out
+
+    async def dividends_view(self, master_id: str, address: str | None = None) -> DividendsView:
+        """Deposits from the projection; ``perShare`` as the vault computes it; ``claimable`` read from the vault."""
+        m = self._visible(await self._load(master_id), None)
+        shares, vault = self._registered(m)
+        if address is not None:
+            address = parse_address(address)
+        async with self._uow(readonly=True) as u:
+            records = await u.chain_projection.dividends(vault)  # type: ignore[attr-defined]
+            mints = await u.master_reads.mint_positions(shares)  # type: ignore[attr-defined]
+            ids = await u.chain_projection.tokens_of(shares, address, MAX_TOTAL_SHARES) \
+                if address is not None else []  # type: ignore[attr-defined]
+        per_share = dust = 0
+        for rec in records:
+            supply = _count_before(mints, (rec.block_number, rec.log_index))
+            if supply:
+                per_share += (rec.amount + dust) // supply
+                dust = (rec.amount + dust) % supply
+        claimable = None
+        if address is not None:
+            total = 0
+            for chunk in _chunks(ids, CLAIM_CHUNK):
+                total += await self._chain.claimable(vault, tuple(chunk))
+            claimable = str(total)
+        return DividendsView(total_deposited=str(sum(r.amount for r in records)), per_share=str(per_share),
+                             deposits=[DividendDeposit(str(r.amount), r.tx_hash, r.at) for r in records],
+                             claimable=claimable)
+
+    # ================================================================== IPO and mint
+    async def configure_ipo(self, user_id: str, master_id: str, *, total_shares: int, price: Money,
+                            starts_at: datetime, ends_at: datetime, max_per_user: int | None) -> IpoView:
+        """One IPO per master (409); queues the job that sets the contract's ``maxSupply`` to ``totalShares``."""
+        now = self._clock.now()
+        m = await self._load(master_id)
+        self._own(m, user_id)
+        max_per_user = check_ipo(total_shares=total_shares, price=price, starts_at=starts_at, ends_at=ends_at,
+                                 max_per_user=max_per_user, now=now)
+        self._registered(m)
+        ipo = Ipo(master_id=master_id, total_shares=total_shares, price=price, starts_at=starts_at, ends_at=ends_at,
+                  max_per_user=max_per_user, created_at=now)
+        async with self._uow() as u:
+            if not await u.masters.add_ipo(ipo):  # type: ignore[attr-defined]
+                raise Conflict(f"Master {master_id} has an IPO already", details={"masterId": master_id})
+            job = await self._jobs.enqueue(u, JobKind.DEPLOY_MASTER, SUPPLY_PREFIX + master_id, user_id,
+                                           DeployMaster(master_id, m.artist_address, m.token_uri, total_shares))
+            await u.masters.set_supply_job(master_id, job.id)  # type: ignore[attr-defined]
+        self._forget(master_id)
+        return IpoView.of(attrs.evolve(ipo, supply_job_id=job.id), now)
+
+    async def mint(self, user_id: str, master_id: str, count: int) -> ChainJobView:
+        """Queue a mint of ``count`` (1…250) shares to the treasury. The cap is a conditional update of
+        the requested count (409 beyond ``totalShares``) and, on-chain, the contract's ``maxSupply``."""
+        check_count(count)
+        m = await self._load(master_id)
+        self._own(m, user_id)
+        shares, _ = self._registered(m)
+        if m.ipo is None:
+            raise Conflict("Configure the IPO before minting", details={"masterId": master_id})
+        if m.ipo.status(self._clock.now()) is IpoStatus.CLOSED:
+            raise Conflict("The IPO is closed", details={"masterId": master_id})
+        async with self._uow() as u:
+            upto = await u.masters.request_mint(master_id, count)  # type: ignore[attr-defined]
+            if upto is None:
+                ipo = (await u.masters.get(master_id)).ipo  # type: ignore[attr-defined]
+                raise Conflict(f"Minting {count} more would exceed the {ipo.total_shares} shares of the IPO",
+                               details={"masterId": master_id, "totalShares": ipo.total_shares,
+                                        "requested": ipo.mint_requested, "count": count})
+            await self._resume_supply_job(u, m.ipo)
+            job = await self._jobs.enqueue(u, JobKind.MINT, f"{MINT_PREFIX}{master_id}:{upto - count + 1}-{upto}",
+                                           user_id, MintShares(shares, self.treasury, count))
+        return job.view()
+
+    async def _resume_supply_job(self, u: Any, ipo: Ipo) -> bool:
+        """Queue the max-supply job again when it failed (a later mint depends on it)."""
+        if ipo.supply_job_id is None:
+            return False
+        job = await u.chain_jobs.get(ipo.supply_job_id)
+        if job is None or job.status is not JobStatus.FAILED:
+            return False
+        await u.chain_jobs.update(attrs.evolve(job, status=JobStatus.QUEUED, error=None, attempts=job.attempts + 1,
+                                               updated_at=self._clock.now()))
+        await u.chain_jobs.notify()
+        return True
+
+    # ================================================================== dividends
+    async def deposit(self, user_id: str, master_id: str, amount: Any, address: str | None) -> Transactions:
+        """The owner's deposit as an unsigned transaction from one of their linked wallets."""
+        wei = parse_wei(amount)
+        m = await self._load(master_id)
+        self._own(m, user_id)
+        _, vault = self._registered(m)
+        async with self._uow(readonly=True) as u:
+            wallets, _ = await self._addresses_of(u, user_id)
+        if not wallets:
+            raise Conflict("Link a wallet first: deposits are sent from the artist's own wallet")
+        if address is not None and parse_address(address).lower() not in {w.lower() for w in wallets}:
+            raise Forbidden("That address is not one of your linked wallets", details={"address": address})
+        if m.ipo is None or m.ipo.minted == 0:
+            raise Conflict("No shares are minted yet: there is nobody to pay", details={"masterId": master_id})
+        return Transactions([self._chain.dividend_deposit(vault, wei)])
+
+    async def claim(self, user_id: str, master_id: str, address: str | None = None,
+                    to: str | None = None) -> ClaimOutcome:
+        """Claim at ``address`` (a linked wallet, default the first; or the custodial address): unsigned
+        transactions for a wallet, a chain job signed by the custodial key (paying ``to``: the custodial
+        address or a linked wallet) otherwise. Only ids that are owed something are claimed."""
+        m = await self._load(master_id)
+        shares, vault = self._registered(m)
+        async with self._uow(readonly=True) as u:
+            wallets, custodial = await self._addresses_of(u, user_id)
+            user = await u.users.get(user_id)  # type: ignore[attr-defined]
+            if address is None:
+                address = wallets[0] if wallets else custodial
+            address = parse_address(address)
+            is_custodial = address.lower() == custodial.lower()
+            if not is_custodial and address.lower() not in {w.lower() for w in wallets}:
+                raise Forbidden("That address is not yours", details={"address": address})
+            ids = await u.chain_projection.tokens_of(shares, address, MAX_TOTAL_SHARES)  # type: ignore[attr-defined]
+        if not ids:
+            raise Conflict(f"No shares of master {master_id} at {address}",
+                           details={"masterId": master_id, "address": address})
+        owed = [c for c in _chunks(ids, CLAIM_CHUNK) if await self._chain.claimable(vault, tuple(c)) > 0]
+        if not owed:
+            raise Conflict("Nothing to claim", details={"masterId": master_id, "address": address, "claimable": "0"})
+        if not is_custodial:
+            return ClaimOutcome(transactions=[self._chain.dividend_claim(vault, tuple(c), address) for c in owed])
+        pay_to = custodial if to is None else parse_address(to, "to")
+        if pay_to.lower() not in {custodial.lower(), *(w.lower() for w in wallets)}:
+            raise Forbidden("Dividends are paid to your custodial address or a linked wallet", details={"to": to})
+        async with self._uow() as u:
+            await u.masters.remember_custodial(custodial, user_id)  # type: ignore[attr-defined]
+            job = await self._jobs.enqueue(u, JobKind.CLAIM, f"master:claim:{master_id}:{self._ids.new_id('clm')}",
+                                           user_id, ClaimDividends(vault, tuple(owed[0]), pay_to,
+                                                                   custody_signer(user.index)))
+        return ClaimOutcome(job=job.view())
+
+    # ================================================================== used by other contexts
+    async def lock_master(self, uow: UnitOfWork, master_id: str, final_cid: str | None, at: datetime) -> Master:
+        """V Studio: set ``finalAudioCid``/``lockedAt`` in the caller's unit of work; ``Conflict`` if locked."""
+        u: Any = uow
+        m = await u.masters.get(master_id)
+        if m is None:
+            raise NotFound(f"Master with ID {master_id} not found", code="MASTER_NOT_FOUND",
+                           details={"masterId": master_id})
+        if not await u.masters.lock(master_id, final_cid, at):
+            raise Conflict(f"Master {master_id} is locked already", details={"masterId": master_id})
+        self._forget(master_id)
+        return attrs.evolve(m, final_audio_cid=final_cid, locked_at=at)
+
+    async def reserve_tokens(self, uow: UnitOfWork, master_id: str, count: int, reservation_id: str) -> list[int]:
+        """Payments: reserve ``count`` specific share ids of a ``live`` IPO under ``reservation_id``.
+
+        A primary key on (master, token id) decides, so concurrent checkouts never share an id. Calling
+        it again with the same reservation id returns the ids reserved the first time. ``Conflict``
+        when the IPO is not live or fewer than ``count`` shares are left (let it roll the unit of work back).
+        """
+        u: Any = uow
+        check_count(count, MAX_TOTAL_SHARES)
+        existing = await u.masters.reservation(reservation_id)
+        if existing:
+            return [t for mid, t, _ in existing if mid == master_id]
+        m = await u.masters.get(master_id)
+        if m is None:
+            raise NotFound(f"Master with ID {master_id} not found", code="MASTER_NOT_FOUND",
+                           details={"masterId": master_id})
+        if m.ipo is None or m.ipo.status(self._clock.now()) is not IpoStatus.LIVE:
+            raise Conflict("Shares are on sale only while the IPO is live", details={"masterId": master_id})
+        ids = await u.masters.take_tokens(master_id, count, reservation_id, TokenState.RESERVED, m.ipo.minted)
+        if len(ids) < count:
+            raise Conflict(f"Only {len(ids)} shares are left", details={"masterId": master_id, "available": len(ids)})
+        return ids
+
+    async def release_tokens(self, uow: UnitOfWork, reservation_id: str) -> int:
+        """Payments: free the ids still reserved under ``reservation_id`` (expired or failed checkout)."""
+        return await uow.masters.release(reservation_id)  # type: ignore[attr-defined]
+
+    async def mark_sold(self, uow: UnitOfWork, reservation_id: str) -> int:
+        """Payments: the reservation was paid; its ids count in the IPO's ``sharesSold``."""
+        n = await uow.masters.mark_sold(reservation_id)  # type: ignore[attr-defined]
+        for mid in {mid for mid, _, _ in await uow.masters.reservation(reservation_id)}:  # type: ignore[attr-defined]
+            self._forget(mid)
+        return n
+
+    async def allocate_from_treasury(self, uow: UnitOfWork, *, master_id: str, user_id: str,
+                                     token_ids: list[int] | None, count: int, op_key: str,
+                                     hold_until: datetime | None) -> ChainJob:
+        """Core use case: move shares from the treasury to the user's custodial address, held until
+        ``hold_until`` (``withdrawableAt``), in the caller's unit of work.
+
+        ``token_ids`` (e.g. a paid reservation's) are transferred as given; ``None`` takes ``count``
+        free ids (entered in the ledger as ``allocated``). One ``TransferShares`` job keyed by ``op_key``:
+        the same key returns the first job and changes nothing more. ``share.transferred`` is emitted
+        when the transfer is confirmed.
+        """
+        u: Any = uow
+        existing = await u.chain_jobs.get_by_op_key(op_key)
+        if existing is not None:
+            return existing
+        m = await u.masters.get(master_id)
+        if m is None:
+            raise NotFound(f"Master with ID {master_id} not found", code="MASTER_NOT_FOUND",
+                           details={"masterId": master_id})
+        shares, _ = self._registered(m)
+        minted = m.ipo.minted if m.ipo is not None else 0
+        if token_ids is None:
+            check_count(count, MAX_TOTAL_SHARES)
+            ids = await u.masters.take_tokens(master_id, count, op_key, TokenState.ALLOCATED, minted)
+            if len(ids) < count:
+                raise Conflict(f"Only {len(ids)} shares are free in the treasury",
+                               details={"masterId": master_id, "available": len(ids)})
+        else:
+            ids = sorted(set(token_ids))
+            if not ids or len(ids) != len(token_ids) or len(ids) != count:
+                raise ValidationError("token_ids must be distinct and count of them", fields={"tokenIds": "bad"})
+            if ids[0] < 1 or ids[-1] > minted:
+                raise Conflict("Some shares are not minted", details={"masterId": master_id})
+            states = await u.masters.token_states(master_id, ids)
+            if any(s is TokenState.ARTIST for s, _ in states.values()):
+                raise Conflict("Some shares went to the artist at the IPO's close", details={"masterId": master_id})
+            await u.masters.enter_tokens(master_id, [i for i in ids if i not in states], op_key,
+                                         TokenState.ALLOCATED)
+        user = await u.users.get(user_id)
+        if user is None:
+            raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND", details={"userId": user_id})
+        custodial = self.custodial_address(user.index)
+        await u.masters.remember_custodial(custodial, user_id)
+        job = await self._jobs.enqueue(u, JobKind.TRANSFER, op_key, user_id,
+                                       TransferShares(shares, self.treasury, custodial, tuple(ids), PLATFORM))
+        await u.masters.add_allocation(Allocation(job.id, master_id, user_id, custodial, tuple(ids), hold_until,
+                                                  self._clock.now()))
+        return job
+
+    # ================================================================== chain job hooks
+    def install_hooks(self) -> None:
+        """Finish registrations and mints in the unit of work that confirms (or fails) their job."""
+        self._jobs.on_confirmed(JobKind.DEPLOY_MASTER, self._deploy_confirmed)
+        self._jobs.on_failed(JobKind.DEPLOY_MASTER, self._deploy_failed)
+        self._jobs.on_confirmed(JobKind.MINT, self._mint_confirmed)
+        self._jobs.on_failed(JobKind.MINT, self._mint_failed)
+        self._jobs.on_confirmed(JobKind.TRANSFER, self._transfer_confirmed)
+
+    async def _deploy_confirmed(self, uow: UnitOfWork, job: ChainJob) -> None:
+        u: Any = uow
+        if not job.op_key.startswith(DEPLOY_PREFIX) or not isinstance(job.call, DeployMaster):
+            return
+        r = job.result or {}
+        mid = job.call.master_id
+        if await u.masters.mark_registered(mid, r["sharesAddress"], r["vaultAddress"], self._clock.now()):
+            m = await u.masters.get(mid)
+            u.emit(self._event("master.registered", {
+                "masterId": mid, "artistId": m.artist_id, "title": m.title, "contractAddress": r["sharesAddress"],
+                "dividendAddress": r["vaultAddress"], "audioCid": m.audio_cid, "metadataCid": m.metadata_cid}))
+        self._forget(mid)
+
+    async def _deploy_failed(self, uow: UnitOfWork, job: ChainJob) -> None:
+        u: Any = uow
+        if job.op_key.startswith(DEPLOY_PREFIX) and isinstance(job.call, DeployMaster):
+            await u.masters.mark_failed(job.call.master_id, job.error or JobError("FAILED", "failed"),
+                                        self._clock.now())
+            self._forget(job.call.master_id)
+
+    async def _mint_confirmed(self, uow: UnitOfWork, job: ChainJob) -> None:
+        u: Any = uow
+        if not job.op_key.startswith(MINT_PREFIX) or not isinstance(job.call, MintShares):
+            return
+        m = await u.masters.by_contract(job.call.shares)
+        if m is None:
+            return
+        ipo = await u.masters.add_minted(m.id, job.call.count)
+        r = job.result or {}
+        u.emit(self._event("share.minted", {
+            "masterId": m.id, "jobId": job.id, "count": job.call.count, "firstId": r.get("firstId"),
+            "lastId": r.get("lastId"), "minted": ipo.minted, "totalShares": ipo.total_shares}))
+        await self._launch_if_live(u, m.id, ipo)
+        self._forget(m.id)
+
+    async def _mint_failed(self, uow: UnitOfWork, job: ChainJob) -> None:
+        """A mint reverts when ``maxSupply`` is not set yet (its job queued behind): run it again then."""
+        u: Any = uow
+        if not job.op_key.startswith(MINT_PREFIX) or not isinstance(job.call, MintShares):
+            return
+        m = await u.masters.by_contract(job.call.shares)
+        if m is None or m.ipo is None or m.ipo.supply_job_id is None or job.attempts >= self.settings.mint_requeues:
+            return
+        supply = await u.chain_jobs.get(m.ipo.supply_job_id)
+        if supply is None or supply.status is JobStatus.CONFIRMED:
+            return
+        await self._resume_supply_job(u, m.ipo)
+        await u.chain_jobs.update(attrs.evolve(job, status=JobStatus.QUEUED, error=None, attempts=job.attempts + 1,
+                                               updated_at=self._clock.now()))
+        await u.chain_jobs.notify()
+
+    async def _transfer_confirmed(self, uow: UnitOfWork, job: ChainJob) -> None:
+        u: Any = uow
+        a = await u.masters.allocation(job.id)
+        if a is None:
+            return
+        u.emit(self._event("share.transferred", {
+            "masterId": a.master_id, "userId": a.user_id, "to": a.address, "tokenIds": list(a.token_ids),
+            "count": len(a.token_ids), "jobId": job.id,
+            "holdUntil": a.hold_until.isoformat() if a.hold_until else None}))
+
+    async def _launch_if_live(self, u: Any, master_id: str, ipo: Ipo | None) -> bool:
+        if ipo is None or ipo.launched_at is not None or ipo.status(self._clock.now()) is not IpoStatus.LIVE:
+            return False
+        if not await u.masters.mark_launched(master_id, self._clock.now()):
+            return False
+        u.emit(self._event("ipo.launched", {
+            "masterId": master_id, "totalShares": ipo.total_shares,
+            "pricePerShare": {"amount": ipo.price.amount, "currency": ipo.price.currency},
+            "startsAt": ipo.starts_at.isoformat(), "endsAt": ipo.ends_at.isoformat()}))
+        return True
+
+    # ================================================================== the scheduler's tick
+    async def tick(self) -> dict[str, int]:
+        """Launch IPOs that went live (``ipo.launched`` once), close ended ones (unsold shares to the
+        artist), and emit ``dividend.deposited`` once per deposit the indexer saw."""
+        now = self._clock.now()
+        n = self.settings.tick_batch
+        async with self._uow(readonly=True) as u:
+            launches = await u.masters.due_launches(now, n)  # type: ignore[attr-defined]
+            closes = await u.masters.due_closes(now, n)  # type: ignore[attr-defined]
+        launched = closed = deposits = 0
+        for mid in launches:
+            async with self._uow() as u:
+                m = await u.masters.get(mid)  # type: ignore[attr-defined]
+                launched += await self._launch_if_live(u, mid, m.ipo if m else None)
+            self._forget(mid)
+        for mid in closes:
+            closed += await self._close(mid)
+        async with self._uow() as u:
+            for mid, rec in await u.master_reads.unseen_deposits(n):  # type: ignore[attr-defined]
+                if await u.master_reads.mark_seen(rec.tx_hash, rec.log_index):  # type: ignore[attr-defined]
+                    deposits += 1
+                    u.emit(self._event("dividend.deposited", {
+                        "masterId": mid, "vault": rec.vault, "amount": str(rec.amount), "txHash": rec.tx_hash,
+                        "logIndex": rec.log_index, "blockNumber": rec.block_number}))
+        return {"launched": launched, "closed": closed, "deposits": deposits}
+
+    async def _close(self, master_id: str) -> int:
+        """Once: shares neither sold nor reserved (nor allocated) go from the treasury to the artist."""
+        async with self._uow() as u:
+            if not await u.masters.mark_closed(master_id, self._clock.now()):  # type: ignore[attr-defined]
+                return 0
+            m = await u.masters.get(master_id)  # type: ignore[attr-defined]
+            if m is None or m.ipo is None or m.contract_address is None:
+                return 1
+            ids = await u.masters.take_tokens(master_id, m.ipo.minted, CLOSE_PREFIX + master_id,  # type: ignore[attr-defined]
+                                              TokenState.ARTIST, m.ipo.minted)
+            wallets, custodial = await self._addresses_of(u, m.artist_id)
+            to = wallets[0] if wallets else custodial
+            for i, chunk in enumerate(_chunks(ids, CLAIM_CHUNK)):
+                await self._jobs.enqueue(u, JobKind.TRANSFER, f"{CLOSE_PREFIX}{master_id}:{i}", m.artist_id,
+                                         TransferShares(m.contract_address, self.treasury, to, tuple(chunk),
+                                                        PLATFORM))
+        self._forget(master_id)
+        return 1
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _count_before(positions: list[tuple[int, int]], at: tuple[int, int]) -> int:
+    lo, hi = 0, len(positions)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if positions[mid] < at:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
