@@ -1,0 +1,208 @@
+"""PostgreSQL V Studio repository (``uow.studio``), rows of ``0004_studio.sql``.
+
+A vote is one statement: a ``FOR KEY SHARE`` read of the open decision (many voters hold it at
+once; a close's ``FOR UPDATE`` waits for them, and they for it) feeding an upsert. Tallies come
+from ``studio_tally()``: a ``seq`` from a sequence, then a recount.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import asyncpg
+
+from audifi_core.errors import Conflict
+from audifi_core.studio.model import (
+    Audience,
+    Contribution,
+    Decision,
+    DecisionStatus,
+    SessionStatus,
+    StudioSession,
+    Tally,
+)
+from audifi_core.studio.ports import RowLock
+
+__all__ = ["PostgresStudioRepository"]
+
+_LOCK = {RowLock.NONE: "", RowLock.SHARE: " FOR KEY SHARE", RowLock.UPDATE: " FOR UPDATE"}
+_SESSION_COLS = "id, master_id, artist_id, title, audience, weighted, status, final_cid, created_at, locked_at"
+_DECISION_COLS = "id, session_id, position, prompt, options, status, closes_at, created_at, closed_at, winner"
+
+_VOTE = """
+WITH d AS (
+    SELECT id FROM studio_decisions
+    WHERE id = $1 AND session_id = $2 AND status = 'open' AND (closes_at IS NULL OR closes_at > $5)
+      AND $4 = ANY (options)
+    FOR KEY SHARE
+)
+INSERT INTO studio_votes AS v (decision_id, user_id, choice, weight, cast_at)
+SELECT d.id, $3, $4,
+       CASE WHEN $6 THEN coalesce((SELECT w.weight FROM studio_weights w
+                                   WHERE w.decision_id = $1 AND w.user_id = $3), 0) ELSE 0 END,
+       $5
+FROM d
+ON CONFLICT (decision_id, user_id) DO UPDATE SET choice = EXCLUDED.choice, cast_at = EXCLUDED.cast_at
+RETURNING (xmax = 0) AS first
+"""
+
+
+def _session(r: asyncpg.Record) -> StudioSession:
+    return StudioSession(id=r["id"], master_id=r["master_id"], artist_id=r["artist_id"], title=r["title"],
+                         audience=Audience(r["audience"]), weighted=r["weighted"],
+                         status=SessionStatus(r["status"]), final_cid=r["final_cid"],
+                         created_at=r["created_at"], locked_at=r["locked_at"])
+
+
+def _decision(r: asyncpg.Record) -> Decision:
+    return Decision(id=r["id"], session_id=r["session_id"], position=r["position"], prompt=r["prompt"],
+                    options=tuple(r["options"]), status=DecisionStatus(r["status"]), closes_at=r["closes_at"],
+                    created_at=r["created_at"], closed_at=r["closed_at"], winner=r["winner"])
+
+
+def _contribution(r: asyncpg.Record) -> Contribution:
+    return Contribution(id=r["id"], session_id=r["session_id"], user_id=r["user_id"], kind=r["kind"],
+                        description=r["description"], cid=r["cid"], created_at=r["created_at"])
+
+
+def _tally(r: asyncpg.Record) -> Tally:
+    return Tally(decision_id=r["decision_id"], seq=r["seq"], options=tuple(r["options"]),
+                 counts=tuple(int(x) for x in r["counts"]),
+                 weights=tuple(int(x) for x in r["weights"]) if r["weighted"] else None)
+
+
+class PostgresStudioRepository:
+    def __init__(self, conn: asyncpg.Connection):
+        self._c = conn
+
+    # -- sessions and producers
+    async def add_session(self, session: StudioSession) -> None:
+        try:
+            await self._c.execute(
+                f"INSERT INTO studio_sessions ({_SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                session.id, session.master_id, session.artist_id, session.title, session.audience.value,
+                session.weighted, session.status.value, session.final_cid, session.created_at, session.locked_at)
+        except asyncpg.UniqueViolationError as e:
+            raise Conflict("Studio session exists", details={"sessionId": session.id}) from e
+
+    async def get_session(self, session_id: str, lock: RowLock = RowLock.NONE) -> StudioSession | None:
+        r = await self._c.fetchrow(f"SELECT {_SESSION_COLS} FROM studio_sessions WHERE id = $1{_LOCK[lock]}",
+                                   session_id)
+        return _session(r) if r else None
+
+    async def update_session(self, session: StudioSession) -> None:
+        await self._c.execute(
+            "UPDATE studio_sessions SET title = $2, status = $3, final_cid = $4, locked_at = $5 WHERE id = $1",
+            session.id, session.title, session.status.value, session.final_cid, session.locked_at)
+
+    async def add_producer(self, session_id: str, user_id: str, at: datetime) -> None:
+        await self._c.execute(
+            "INSERT INTO studio_producers (session_id, user_id, invited_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING", session_id, user_id, at)
+
+    async def producers(self, session_id: str) -> list[str]:
+        rows = await self._c.fetch(
+            "SELECT user_id FROM studio_producers WHERE session_id = $1 ORDER BY invited_at, user_id", session_id)
+        return [r["user_id"] for r in rows]
+
+    async def is_producer(self, session_id: str, user_id: str) -> bool:
+        return bool(await self._c.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM studio_producers WHERE session_id = $1 AND user_id = $2)",
+            session_id, user_id))
+
+    # -- decisions and votes
+    async def add_decision(self, decision: Decision, weights: Mapping[str, int] | None = None) -> None:
+        d = decision
+        await self._c.execute(
+            f"INSERT INTO studio_decisions ({_DECISION_COLS}, weighted) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            d.id, d.session_id, d.position, d.prompt, list(d.options), d.status.value, d.closes_at, d.created_at,
+            d.closed_at, d.winner, weights is not None)
+        if weights:
+            users = list(weights)
+            await self._c.execute(
+                "INSERT INTO studio_weights (decision_id, user_id, weight) "
+                "SELECT $1, u, w FROM unnest($2::text[], $3::bigint[]) AS t (u, w)",
+                d.id, users, [int(weights[u]) for u in users])
+
+    async def count_decisions(self, session_id: str) -> int:
+        return int(await self._c.fetchval("SELECT count(*) FROM studio_decisions WHERE session_id = $1",
+                                          session_id))
+
+    async def get_decision(self, decision_id: str, lock: RowLock = RowLock.NONE) -> Decision | None:
+        r = await self._c.fetchrow(f"SELECT {_DECISION_COLS} FROM studio_decisions WHERE id = $1{_LOCK[lock]}",
+                                   decision_id)
+        return _decision(r) if r else None
+
+    async def decisions(self, session_id: str, *, open_only: bool = False,
+                        lock: RowLock = RowLock.NONE) -> list[Decision]:
+        where = " AND status = 'open'" if open_only else ""
+        rows = await self._c.fetch(
+            f"SELECT {_DECISION_COLS} FROM studio_decisions WHERE session_id = $1{where} "
+            f"ORDER BY position{_LOCK[lock]}", session_id)
+        return [_decision(r) for r in rows]
+
+    async def update_decision(self, decision: Decision) -> None:
+        await self._c.execute(
+            "UPDATE studio_decisions SET status = $2, closed_at = $3, winner = $4 WHERE id = $1",
+            decision.id, decision.status.value, decision.closed_at, decision.winner)
+
+    async def cast_vote(self, session_id: str, decision_id: str, user_id: str, choice: str, at: datetime,
+                        weighted: bool) -> bool | None:
+        r = await self._c.fetchrow(_VOTE, decision_id, session_id, user_id, choice, at, weighted)
+        return None if r is None else bool(r["first"])
+
+    async def counts(self, decision_id: str) -> Tally:
+        r = await self._c.fetchrow(
+            "SELECT d.id AS decision_id, 0::bigint AS seq, d.options, d.weighted, "
+            "  array_agg(coalesce(c.n, 0) ORDER BY o.ord) AS counts, "
+            "  array_agg(coalesce(c.w, 0) ORDER BY o.ord) AS weights "
+            "FROM studio_decisions d "
+            "CROSS JOIN LATERAL unnest(d.options) WITH ORDINALITY AS o (label, ord) "
+            "LEFT JOIN LATERAL (SELECT count(*)::bigint AS n, sum(v.weight)::bigint AS w FROM studio_votes v "
+            "  WHERE v.decision_id = d.id AND v.choice = o.label) c ON true "
+            "WHERE d.id = $1 GROUP BY d.id, d.options, d.weighted", decision_id)
+        assert r is not None, decision_id
+        return _tally(r)
+
+    async def tally(self, decision_id: str) -> Tally | None:
+        r = await self._c.fetchrow("SELECT * FROM studio_tally(ARRAY[$1::text])", decision_id)
+        return _tally(r) if r else None
+
+    async def tallies(self, session_id: str) -> dict[str, Tally]:
+        rows = await self._c.fetch(
+            "SELECT * FROM studio_tally(ARRAY(SELECT id FROM studio_decisions WHERE session_id = $1))", session_id)
+        return {r["decision_id"]: _tally(r) for r in rows}
+
+    async def due_decisions(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        rows = await self._c.fetch(
+            "SELECT session_id, id FROM studio_decisions WHERE status = 'open' AND closes_at <= $1 "
+            "ORDER BY closes_at LIMIT $2", now, limit)
+        return [(r["session_id"], r["id"]) for r in rows]
+
+    async def next_due(self) -> datetime | None:
+        return await self._c.fetchval(
+            "SELECT min(closes_at) FROM studio_decisions WHERE status = 'open' AND closes_at IS NOT NULL")
+
+    # -- contributions
+    async def add_contribution(self, contribution: Contribution) -> None:
+        c = contribution
+        await self._c.execute(
+            "INSERT INTO studio_contributions (id, session_id, user_id, kind, description, cid, created_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            c.id, c.session_id, c.user_id, c.kind, c.description, c.cid, c.created_at)
+
+    async def contributions(self, session_id: str) -> list[Contribution]:
+        rows = await self._c.fetch(
+            "SELECT id, session_id, user_id, kind, description, cid, created_at FROM studio_contributions "
+            "WHERE session_id = $1 ORDER BY seq", session_id)
+        return [_contribution(r) for r in rows]
+
+    async def last_cid(self, session_id: str) -> str | None:
+        return await self._c.fetchval(
+            "SELECT cid FROM studio_contributions WHERE session_id = $1 AND cid IS NOT NULL "
+            "ORDER BY seq DESC LIMIT 1", session_id)
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"PostgresStudioRepository({self._c!r})"
