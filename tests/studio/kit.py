@@ -105,10 +105,10 @@ async def connect(client: TestClient, session_id: str, session: dict[str, Any] |
     return ws, snap["session"]
 
 
-async def recv(ws: ClientWebSocketResponse, kind: str | None = None, timeout: float = 10.0,
+async def recv(ws: ClientWebSocketResponse, kind: str | None = None, within: float = 10.0,
                where: Any = None) -> dict[str, Any]:
     """The next message (of ``kind``, matching ``where``), skipping others; fails on close or timeout."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while True:
             msg = await ws.receive()
             if msg.type is not WSMsgType.TEXT:
@@ -118,9 +118,9 @@ async def recv(ws: ClientWebSocketResponse, kind: str | None = None, timeout: fl
                 return m
 
 
-async def closed(ws: ClientWebSocketResponse, timeout: float = 10.0) -> int | None:
+async def closed(ws: ClientWebSocketResponse, within: float = 10.0) -> int | None:
     """Wait for the server to close the socket (skipping messages); its close code."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while True:
             msg = await ws.receive()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
@@ -128,13 +128,13 @@ async def closed(ws: ClientWebSocketResponse, timeout: float = 10.0) -> int | No
 
 
 async def settled(ws: ClientWebSocketResponse, decision_id: str, expected: dict[str, int],
-                  timeout: float = 10.0) -> dict[str, Any]:
+                  within: float = 10.0) -> dict[str, Any]:
     """Read ``vote_update``s (keeping the highest ``seq``) until the tallies equal ``expected``."""
     best: dict[str, Any] | None = None
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while best is None or best["results"] != expected:
-                m = await recv(ws, "vote_update", timeout=timeout,
+                m = await recv(ws, "vote_update", within=within,
                                where=lambda m: m["decisionId"] == decision_id)
                 if best is None or m["seq"] > best["seq"]:
                     best = m

@@ -110,6 +110,7 @@ class StudioSocket:
         self.auth_session_id: str | None = None
         self.joined = False
         self.closing = False
+        self.closer: asyncio.Task[None] | None = None
         self._limit = queue_limit
         self._queue: deque[bytes] = deque()
         self._held: list[bytes] | None = None
@@ -153,9 +154,9 @@ class StudioSocket:
         if self.closing:
             return
         self.closing = True
-        task = asyncio.get_running_loop().create_task(self._close(code, reason))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        self.closer = asyncio.get_running_loop().create_task(self._close(code, reason))
+        _background.add(self.closer)
+        self.closer.add_done_callback(_background.discard)
 
     # -- the reader's side
     def send(self, message: dict[str, Any]) -> None:
@@ -364,13 +365,17 @@ async def studio_socket(request: web.Request) -> web.StreamResponse:
             else:
                 break
     finally:
-        hub.detach(sock)
         if sock.joined:
             try:
                 await studio.leave(session_id, sock.conn_id)
             except Exception as e:  # noqa: BLE001 - presence expires by itself
                 log.warning("studio_leave_failed", error=repr(e))
-        if not sock.closing:
+        hub.detach(sock)
+        if sock.closer is not None:
+            # returning closes the socket with 1000: let the kick's close (its code) finish first
+            with contextlib.suppress(Exception):
+                await asyncio.shield(sock.closer)
+        else:
             await sock.shutdown()
         sockets.discard(ws)
     return ws
