@@ -1,0 +1,345 @@
+"""PostgreSQL analytics and notification repositories.
+
+Ingest, in the caller's transaction: ``COPY`` the batch into a session-temporary staging table
+(``ON COMMIT DELETE ROWS``: empty again at every commit, so nothing leaks to the next borrower of
+the pooled connection), then one statement claims the new ids in ``analytics_event_ids`` (in id
+order, so racing batches cannot deadlock), moves exactly those rows into the partitioned
+``analytics_events`` and touches the (master, hour) rows of ``analytics_dirty``.
+
+Aggregation takes stale (master, hour) marks (``FOR UPDATE SKIP LOCKED``: a mark still held by an
+ingesting transaction stays for the next run) and recomputes the hour and the day of the master
+and of its artist from the events, so late events and replays can never skew a summary. Reports
+read the summaries and compute the still-stale buckets from the events, in one snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from audifi_core.analytics.model import (
+    AnalyticsEvent,
+    Interval,
+    Metrics,
+    Money,
+    Report,
+    Scope,
+    SeriesPoint,
+    buckets_between,
+    floor_to,
+)
+from audifi_core.notifications.model import Notification, NotificationKind
+
+from ..postgres.db import PostgresUnitOfWork
+
+__all__ = [
+    "PostgresAnalyticsRepository",
+    "PostgresNotificationRepository",
+    "register_postgres_repositories",
+    "STAGE_DDL",
+    "STAGE_COLUMNS",
+    "MERGE_SQL",
+]
+
+AGGREGATE_LOCK = 0x41_4E_41_4C_59_5A_45  # "ANALYZE": one aggregator at a time
+
+STAGE_COLUMNS = ("id", "type", "occurred_at", "received_at", "master_id", "user_id", "anonymous_id", "quantity",
+                 "amount", "currency", "properties")
+STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS analytics_stage (
+    id text, type text, occurred_at timestamptz, received_at timestamptz, master_id text, user_id text,
+    anonymous_id text, quantity bigint, amount bigint, currency text, properties text
+) ON COMMIT DELETE ROWS
+"""
+MERGE_SQL = """
+WITH fresh AS (
+    INSERT INTO analytics_event_ids (id, received_at)
+    SELECT id, received_at FROM analytics_stage ORDER BY id
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), ins AS (
+    INSERT INTO analytics_events (id, type, occurred_at, received_at, master_id, user_id, anonymous_id,
+                                  quantity, amount, currency, properties)
+    SELECT s.id, s.type, s.occurred_at, s.received_at, s.master_id, s.user_id, s.anonymous_id,
+           s.quantity, s.amount, s.currency, s.properties::jsonb
+    FROM analytics_stage s JOIN fresh USING (id)
+    RETURNING master_id, occurred_at
+), dirty AS (
+    INSERT INTO analytics_dirty (master_id, hour)
+    SELECT DISTINCT master_id, date_trunc('hour', occurred_at, 'UTC') FROM ins
+    WHERE master_id IS NOT NULL
+    ORDER BY 1, 2
+    ON CONFLICT (master_id, hour) DO UPDATE SET touched_at = now()
+)
+SELECT count(*) FROM ins
+"""
+
+_COMPUTE_SQL = """
+WITH t AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS t(scope, scope_id, bucket)
+)
+SELECT t.scope, t.scope_id, t.bucket,
+       count(*) FILTER (WHERE e.type = 'play') AS plays,
+       count(DISTINCT CASE WHEN e.type = 'play' THEN coalesce(e.user_id, 'anon:' || e.anonymous_id) END)
+           AS listeners,
+       count(*) FILTER (WHERE e.type = 'vote.cast') AS votes,
+       coalesce(sum(e.quantity) FILTER (WHERE e.type = 'share.transferred'), 0) AS shares_sold,
+       array_agg(e.currency) FILTER (WHERE e.type = 'payment.succeeded' AND e.amount IS NOT NULL) AS cur,
+       array_agg(e.amount) FILTER (WHERE e.type = 'payment.succeeded' AND e.amount IS NOT NULL) AS amt
+FROM t
+LEFT JOIN LATERAL (
+    SELECT e.type, e.user_id, e.anonymous_id, e.quantity, e.amount, e.currency
+    FROM analytics_events e
+    WHERE e.master_id = ANY (CASE WHEN t.scope = 'master' THEN ARRAY[t.scope_id]
+                                  ELSE ARRAY(SELECT m.master_id FROM analytics_masters m
+                                             WHERE m.artist_id = t.scope_id) END)
+      AND e.occurred_at >= t.bucket AND e.occurred_at < t.bucket + $4::interval
+) e ON true
+GROUP BY t.scope, t.scope_id, t.bucket
+"""
+
+_UPSERT_SQL = """
+INSERT INTO {table} (scope, scope_id, bucket, plays, listeners, votes, shares_sold, revenue, updated_at)
+SELECT s, i, b, p, l, v, sh, r::jsonb, now()
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
+            $8::text[]) AS x(s, i, b, p, l, v, sh, r)
+ORDER BY 1, 2, 3
+ON CONFLICT (scope, scope_id, bucket) DO UPDATE SET
+    plays = excluded.plays, listeners = excluded.listeners, votes = excluded.votes,
+    shares_sold = excluded.shares_sold, revenue = excluded.revenue, updated_at = excluded.updated_at
+"""
+
+_TABLE = {Interval.HOUR: "analytics_hourly", Interval.DAY: "analytics_daily"}
+
+
+def event_row(e: AnalyticsEvent) -> tuple[Any, ...]:
+    return (e.id, e.type, e.occurred_at, e.received_at, e.master_id, e.user_id, e.anonymous_id, e.quantity,
+            e.amount, e.currency, e.properties)
+
+
+def _revenue(cur: list[str] | None, amt: list[int] | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c, a in zip(cur or (), amt or (), strict=True):
+        out[c] = out.get(c, 0) + a
+    return out
+
+
+def _money(rev: dict[str, int]) -> list[Money]:
+    return [Money(int(v), k) for k, v in sorted(rev.items())]
+
+
+class PostgresAnalyticsRepository:
+    def __init__(self, conn: asyncpg.Connection):
+        self._c = conn
+
+    async def ingest(self, events: Sequence[AnalyticsEvent]) -> int:
+        if not events:
+            return 0
+        return await self.ingest_rows([event_row(e) for e in events])
+
+    async def ingest_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        """The same from ready rows in ``STAGE_COLUMNS`` order (the HTTP ingest's fast path)."""
+        await self._c.execute(STAGE_DDL)
+        await self._c.copy_records_to_table("analytics_stage", records=rows, columns=STAGE_COLUMNS)
+        return int(await self._c.fetchval(MERGE_SQL))
+
+    async def set_master_artist(self, master_id: str, artist_id: str) -> None:
+        changed = await self._c.fetchval(
+            "INSERT INTO analytics_masters (master_id, artist_id) VALUES ($1, $2) "
+            "ON CONFLICT (master_id) DO UPDATE SET artist_id = excluded.artist_id "
+            "WHERE analytics_masters.artist_id <> excluded.artist_id RETURNING 1", master_id, artist_id)
+        if changed:  # its past buckets now count for the artist: recompute them
+            await self._c.execute(
+                "INSERT INTO analytics_dirty (master_id, hour) "
+                "SELECT DISTINCT master_id, date_trunc('hour', occurred_at, 'UTC') FROM analytics_events "
+                "WHERE master_id = $1 ORDER BY 1, 2 "
+                "ON CONFLICT (master_id, hour) DO UPDATE SET touched_at = now()", master_id)
+
+    async def artist_of(self, master_id: str) -> str | None:
+        return await self._c.fetchval("SELECT artist_id FROM analytics_masters WHERE master_id = $1", master_id)
+
+    async def masters_of(self, artist_id: str) -> list[str]:
+        rows = await self._c.fetch("SELECT master_id FROM analytics_masters WHERE artist_id = $1 ORDER BY 1",
+                                   artist_id)
+        return [r[0] for r in rows]
+
+    async def _compute(self, targets: list[tuple[str, str, datetime]],
+                       interval: Interval) -> dict[tuple[str, str, datetime], tuple[Metrics, dict[str, int]]]:
+        if not targets:
+            return {}
+        rows = await self._c.fetch(_COMPUTE_SQL, [t[0] for t in targets], [t[1] for t in targets],
+                                   [t[2] for t in targets], interval.delta)
+        out = {}
+        for r in rows:
+            rev = _revenue(r["cur"], r["amt"])
+            out[(r["scope"], r["scope_id"], r["bucket"])] = (
+                Metrics(r["plays"], r["listeners"], r["votes"], int(r["shares_sold"]), _money(rev)), rev)
+        return out
+
+    async def aggregate(self, limit: int = 2000) -> int:
+        if not await self._c.fetchval("SELECT pg_try_advisory_xact_lock($1)", AGGREGATE_LOCK):
+            return 0  # another instance is aggregating; its run covers these marks or the next one will
+        marks = await self._c.fetch(
+            "DELETE FROM analytics_dirty d USING ("
+            "  SELECT master_id, hour FROM analytics_dirty ORDER BY master_id, hour LIMIT $1 FOR UPDATE SKIP LOCKED"
+            ") s WHERE d.master_id = s.master_id AND d.hour = s.hour RETURNING d.master_id, d.hour", limit)
+        if not marks:
+            return 0
+        owners = dict(await self._c.fetch(
+            "SELECT master_id, artist_id FROM analytics_masters WHERE master_id = ANY($1::text[])",
+            list({m["master_id"] for m in marks})))
+        for interval in (Interval.HOUR, Interval.DAY):
+            targets: set[tuple[str, str, datetime]] = set()
+            for m in marks:
+                b = floor_to(m["hour"], interval)
+                targets.add(("master", m["master_id"], b))
+                artist = owners.get(m["master_id"])
+                if artist is not None:
+                    targets.add(("artist", artist, b))
+            computed = await self._compute(sorted(targets), interval)
+            keys = sorted(computed)
+            await self._c.execute(
+                _UPSERT_SQL.format(table=_TABLE[interval]),
+                [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+                [computed[k][0].plays for k in keys], [computed[k][0].unique_listeners for k in keys],
+                [computed[k][0].votes for k in keys], [computed[k][0].shares_sold for k in keys],
+                [orjson.dumps(computed[k][1]).decode() for k in keys])
+        return len(marks)
+
+    async def report(self, scope: Scope, scope_id: str, start: datetime, end: datetime,
+                     interval: Interval) -> Report:
+        if self._c.is_in_transaction():
+            return await self._report(scope, scope_id, start, end, interval)
+        async with self._c.transaction(isolation="repeatable_read", readonly=True):
+            return await self._report(scope, scope_id, start, end, interval)
+
+    async def _report(self, scope: Scope, scope_id: str, start: datetime, end: datetime,
+                      interval: Interval) -> Report:
+        starts = buckets_between(start, end, interval)
+        lo, hi = starts[0], starts[-1] + interval.delta
+        if scope is Scope.MASTER:
+            masters = [scope_id]
+            artist = await self.artist_of(scope_id)
+        else:
+            masters = await self.masters_of(scope_id)
+            artist = scope_id
+        rows = await self._c.fetch(
+            f"SELECT bucket, plays, listeners, votes, shares_sold, revenue FROM {_TABLE[interval]} "
+            "WHERE scope = $1 AND scope_id = $2 AND bucket >= $3 AND bucket < $4", scope.value, scope_id, lo, hi)
+        per: dict[datetime, tuple[Metrics, dict[str, int]]] = {}
+        for r in rows:
+            rev = {k: int(v) for k, v in (r["revenue"] or {}).items()}
+            per[r["bucket"]] = (Metrics(r["plays"], r["listeners"], r["votes"], r["shares_sold"], _money(rev)), rev)
+        stale = await self._c.fetch(
+            "SELECT DISTINCT date_trunc($4, hour, 'UTC') AS b FROM analytics_dirty "
+            "WHERE master_id = ANY($1::text[]) AND hour >= $2 AND hour < $3", masters, lo, hi, interval.value)
+        live = await self._compute([(scope.value, scope_id, r["b"]) for r in stale], interval)
+        for (_, _, b), v in live.items():
+            per[b] = v
+        listeners = await self._c.fetchval(
+            "SELECT count(DISTINCT coalesce(user_id, 'anon:' || anonymous_id)) FROM analytics_events "
+            "WHERE type = 'play' AND master_id = ANY($1::text[]) AND occurred_at >= $2 AND occurred_at < $3",
+            masters, lo, hi) if masters else 0
+        series = []
+        plays = votes = shares = 0
+        revenue: dict[str, int] = {}
+        for b in starts:
+            m, rev = per.get(b, (Metrics(), {}))
+            series.append(SeriesPoint.of(b, m))
+            plays += m.plays
+            votes += m.votes
+            shares += m.shares_sold
+            for k, v in rev.items():
+                revenue[k] = revenue.get(k, 0) + v
+        totals = Metrics(plays, int(listeners), votes, shares, _money(revenue))
+        return Report(from_=start, to=end, interval=interval, totals=totals, series=series,
+                      master_id=scope_id if scope is Scope.MASTER else None, artist_id=artist)
+
+    async def prune_ids(self, before: datetime) -> int:
+        status = await self._c.execute("DELETE FROM analytics_event_ids WHERE received_at < $1", before)
+        return int(status.split()[-1])
+
+
+_N_COLS = ("id, user_id, event_id, kind, title, body, created_at, read_at, mail_to, mail_attempts")
+
+
+def _notification(r: asyncpg.Record) -> Notification:
+    return Notification(id=r["id"], user_id=r["user_id"], event_id=r["event_id"], kind=NotificationKind(r["kind"]),
+                        title=r["title"], body=r["body"], created_at=r["created_at"], read_at=r["read_at"],
+                        mail_to=r["mail_to"], mail_attempts=r["mail_attempts"])
+
+
+class PostgresNotificationRepository:
+    def __init__(self, conn: asyncpg.Connection):
+        self._c = conn
+
+    async def add(self, n: Notification) -> bool:
+        r = await self._c.fetchval(
+            "INSERT INTO notifications (id, user_id, event_id, kind, title, body, created_at, mail_to, mail_state) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id, user_id) DO NOTHING RETURNING 1",
+            n.id, n.user_id, n.event_id, n.kind.value, n.title, n.body, n.created_at, n.mail_to,
+            "pending" if n.mail_to else "none")
+        return r is not None
+
+    async def page(self, user_id: str, after: tuple[datetime, str] | None, limit: int) -> list[Notification]:
+        if after is None:
+            rows = await self._c.fetch(
+                f"SELECT {_N_COLS} FROM notifications WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+                user_id, limit)
+        else:
+            rows = await self._c.fetch(
+                f"SELECT {_N_COLS} FROM notifications WHERE user_id = $1 AND (created_at, id) < ($2, $3) "
+                "ORDER BY created_at DESC, id DESC LIMIT $4", user_id, after[0], after[1], limit)
+        return [_notification(r) for r in rows]
+
+    async def mark_read(self, user_id: str, ids: list[str], at: datetime) -> int:
+        status = await self._c.execute(
+            "UPDATE notifications SET read_at = $3 WHERE user_id = $1 AND id = ANY($2::text[]) AND read_at IS NULL",
+            user_id, ids, at)
+        return int(status.split()[-1])
+
+    async def add_participant(self, session_id: str, user_id: str) -> None:
+        await self._c.execute("INSERT INTO notification_participants VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                              session_id, user_id)
+
+    async def participants(self, session_id: str) -> list[str]:
+        rows = await self._c.fetch(
+            "SELECT user_id FROM notification_participants WHERE session_id = $1 ORDER BY 1", session_id)
+        return [r[0] for r in rows]
+
+    async def add_holding(self, master_id: str, user_id: str, shares: int) -> None:
+        await self._c.execute(
+            "INSERT INTO notification_holders (master_id, user_id, shares) VALUES ($1, $2, $3) "
+            "ON CONFLICT (master_id, user_id) DO UPDATE SET shares = notification_holders.shares + excluded.shares",
+            master_id, user_id, shares)
+
+    async def holders(self, master_ids: list[str]) -> list[str]:
+        rows = await self._c.fetch(
+            "SELECT DISTINCT user_id FROM notification_holders WHERE master_id = ANY($1::text[]) AND shares > 0 "
+            "ORDER BY 1", master_ids)
+        return [r[0] for r in rows]
+
+    async def claim_mail(self, limit: int) -> list[Notification]:
+        rows = await self._c.fetch(
+            f"UPDATE notifications SET mail_state = 'sending' WHERE id IN ("
+            "  SELECT id FROM notifications WHERE mail_state = 'pending' ORDER BY created_at, id LIMIT $1"
+            f"  FOR UPDATE SKIP LOCKED) RETURNING {_N_COLS}", limit)
+        return sorted((_notification(r) for r in rows), key=lambda n: (n.created_at, n.id))
+
+    async def finish_mail(self, notification_id: str, *, sent: bool, retry: bool) -> None:
+        await self._c.execute(
+            "UPDATE notifications SET mail_attempts = mail_attempts + 1, mail_state = "
+            "CASE WHEN $2 THEN 'sent' WHEN $3 THEN 'pending' ELSE 'failed' END WHERE id = $1",
+            notification_id, sent, retry)
+
+    async def mail_state(self, notification_id: str) -> str | None:
+        return await self._c.fetchval("SELECT mail_state FROM notifications WHERE id = $1", notification_id)
+
+
+def register_postgres_repositories() -> None:
+    PostgresUnitOfWork.register("analytics", PostgresAnalyticsRepository)
+    PostgresUnitOfWork.register("notifications", PostgresNotificationRepository)

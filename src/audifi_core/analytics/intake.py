@@ -1,0 +1,103 @@
+"""Client events in: ``{id?, type, occurredAt?, masterId?, anonymousId?, properties?}`` or ``{"batch": […]}``.
+
+Limits (API.md): at most ``MAX_BATCH`` events per body (``413``), ``MAX_EVENT_BYTES`` per event as
+JSON (``413``), only the client types (``400``); unknown keys are ignored. A whole batch is
+accepted or refused. The client never names the user (that comes from the token); an ``occurredAt`` in the future is clamped to
+the arrival time (a client clock running fast cannot book plays into tomorrow's bucket).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ..errors import PayloadTooLarge, ValidationError
+from .model import CLIENT_TYPES, MAX_BATCH, MAX_EVENT_BYTES, AnalyticsEvent
+
+__all__ = ["parse_client_events", "MAX_ID_LENGTH"]
+
+MAX_ID_LENGTH = 128
+_TYPES = ", ".join(sorted(CLIENT_TYPES))
+_DUMPS = orjson.dumps
+
+
+def _text(item: dict[str, Any], key: str, where: str) -> str | None:
+    v = item.get(key)
+    if v is None:
+        return None
+    if type(v) is not str or not 0 < len(v) <= MAX_ID_LENGTH:
+        raise ValidationError("Invalid event", fields={f"{where}{key}": f"a string of 1-{MAX_ID_LENGTH} characters"})
+    return v
+
+
+def _when(v: Any, where: str, now: datetime) -> datetime:
+    if type(v) is not str:
+        raise ValidationError("Invalid event", fields={f"{where}occurredAt": "expected an RFC 3339 timestamp"})
+    try:
+        d = datetime.fromisoformat(v)
+    except ValueError:
+        raise ValidationError("Invalid event",
+                              fields={f"{where}occurredAt": "expected an RFC 3339 timestamp"}) from None
+    if d.tzinfo is None:
+        raise ValidationError("Invalid event", fields={f"{where}occurredAt": "timestamp needs a time zone"})
+    d = d.astimezone(UTC)
+    return now if d > now else d
+
+
+def _one(item: Any, where: str, now: datetime, user_id: str | None, new_id: Callable[[], str]) -> AnalyticsEvent:
+    if type(item) is not dict:
+        raise ValidationError("Invalid event", fields={where.rstrip(".") or "body": "expected an object"})
+    etype = item.get("type")
+    if etype not in CLIENT_TYPES:
+        why = "required" if etype is None else f"unknown event type; one of {_TYPES}"
+        raise ValidationError("Invalid event", fields={f"{where}type": why})
+    props = item.get("properties")
+    props_json: str | None = None
+    if props is not None:
+        if type(props) is not dict:
+            raise ValidationError("Invalid event", fields={f"{where}properties": "expected an object"})
+        raw = _DUMPS(props)
+        # Every other field is at most MAX_ID_LENGTH characters, so only big properties can break the limit.
+        if len(raw) + 1024 > MAX_EVENT_BYTES and len(_DUMPS(item)) > MAX_EVENT_BYTES:
+            raise PayloadTooLarge(f"An event is over the {MAX_EVENT_BYTES}-byte limit",
+                                  details={"limit": MAX_EVENT_BYTES, "field": where.rstrip(".") or "body"})
+        props_json = raw.decode()
+    eid = _text(item, "id", where) or new_id()
+    at = item.get("occurredAt")
+    return AnalyticsEvent(
+        id=eid,
+        type=etype,
+        occurred_at=now if at is None else _when(at, where, now),
+        received_at=now,
+        master_id=_text(item, "masterId", where),
+        user_id=user_id,
+        anonymous_id=_text(item, "anonymousId", where),
+        properties=props_json,
+    )
+
+
+def parse_client_events(payload: Any, *, now: datetime, user_id: str | None,
+                        new_id: Callable[[], str]) -> list[AnalyticsEvent]:
+    """Validate one event or a batch; the first duplicate id in a batch wins."""
+    if type(payload) is not dict:
+        raise ValidationError("Expected a JSON object", fields={"body": "expected an object"})
+    if "batch" not in payload:
+        return [_one(payload, "", now, user_id, new_id)]
+    batch = payload["batch"]
+    if type(batch) is not list:
+        raise ValidationError("Invalid batch", fields={"batch": "expected an array of events"})
+    if len(batch) > MAX_BATCH:
+        raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH} events",
+                              details={"limit": MAX_BATCH, "size": len(batch)})
+    out: list[AnalyticsEvent] = []
+    seen: set[str] = set()
+    for i, item in enumerate(batch):
+        e = _one(item, f"batch[{i}].", now, user_id, new_id)
+        if e.id in seen:
+            continue
+        seen.add(e.id)
+        out.append(e)
+    return out
