@@ -6,7 +6,6 @@ HTTP app uses exactly this, so HTTP adds no logic of its own.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,7 +15,14 @@ import structlog
 from redis.asyncio import Redis
 
 from audifi_core.auth.service import AuthService, AuthSettings
-from audifi_core.ports import Clock, IdempotencyStore, IdGenerator, Mailer, RateLimiter, SingleUseStore
+from audifi_core.ports import (
+    Clock,
+    IdempotencyStore,
+    IdGenerator,
+    Mailer,
+    RateLimiter,
+    SingleUseStore,
+)
 from audifi_core.system import RandomIds, SystemClock
 from audifi_core.uow import UnitOfWorkFactory
 
@@ -38,6 +44,7 @@ from .memory import (
 from .postgres import PostgresDatabase, apply_migrations
 from .postgres.migrate import migration_files
 from .redis import RedisIdempotencyStore, RedisRateLimiter, RedisSessionStore, RedisSingleUseStore
+from .tasks import start_background
 
 __all__ = ["Platform", "open_platform"]
 
@@ -186,14 +193,7 @@ async def open_platform(config: Config, *, clock: Clock | None = None, ids: IdGe
             stack=stack,
         )
         await open_contexts(platform, stack, run_background=run_background)
-        if run_background:
-            task = asyncio.create_task(relay.run(), name="audifi-outbox-relay")
-
-            async def stop() -> None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-            stack.push_async_callback(stop)
+        if run_background and platform.relay is relay:  # a context may have replaced the relay
+            start_background(stack, relay.run(), "audifi-outbox-relay")
         log.info("platform_open", mode=config.env, **adapters)
         yield platform
