@@ -1,0 +1,465 @@
+"""Settlement: what a verified gateway event does, once, and the reconciler that finishes the rest.
+
+Each webhook event takes effect in ONE unit of work together with the row recording its id (a
+unique key), so concurrent or repeated deliveries of one event have one effect. Checkout state
+moves only by conditional transitions (``open → paid`` wins once), so two different events about
+one session (``completed`` and ``async_payment_succeeded``) cannot both fulfil it. Subscription
+events are triggers only: a durable task fetches the subscription from the gateway and writes
+what it says, ordered by a ticket taken before the fetch, so reordering cannot roll it back.
+
+No gateway call happens inside a unit of work: slow work is a task (``run_tasks``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+import structlog
+
+from audifi_core.auth.model import User
+from audifi_core.chain.jobs import ChainJobs
+from audifi_core.chain.model import ChainJob, JobKind, JobStatus, TransferShares, custody_signer
+from audifi_core.errors import AudifiError, ValidationError
+from audifi_core.events import DomainEvent
+from audifi_core.ports import Clock, IdGenerator, Mailer, RateLimiter
+from audifi_core.uow import UnitOfWork
+
+from .model import (
+    OPEN_STATUSES,
+    Checkout,
+    CheckoutKind,
+    CheckoutStatus,
+    GatewayEvent,
+    GatewaySession,
+    Reversal,
+    Subscription,
+    WebhookReceipt,
+)
+from .ports import BadSignature, PaymentGateway, ShareSales
+from .settings import RETURN_PREFIX, TRANSFER_PREFIX, PaymentSettings
+from .wire import invoice_subscription, parse_session
+
+__all__ = ["Settlement", "SYNC_SUBSCRIPTION", "REFUND"]
+
+log = structlog.get_logger("audifi.payments")
+
+SYNC_SUBSCRIPTION = "sync_subscription"
+REFUND = "refund"
+_REVERSALS = {"charge.refunded": Reversal.REFUND, "charge.dispute.created": Reversal.DISPUTE,
+              "radar.early_fraud_warning.created": Reversal.FRAUD_WARNING}
+
+
+def _ts(d: datetime | None) -> str | None:
+    return d.astimezone(UTC).isoformat().replace("+00:00", "Z") if d else None
+
+
+class Settlement:
+    """The shared state of the payments use cases and everything that settles a payment."""
+
+    def __init__(self, *, uow: Callable[..., UnitOfWork], gateway: PaymentGateway, shares: ShareSales | None,
+                 jobs: ChainJobs | None, limiter: RateLimiter, mailer: Mailer, clock: Clock, ids: IdGenerator,
+                 settings: PaymentSettings | None = None):
+        self._uow = uow
+        self.gateway = gateway
+        self.shares = shares
+        self._jobs = jobs
+        self._limiter = limiter
+        self._mailer = mailer
+        self._clock = clock
+        self._ids = ids
+        self.settings = settings or PaymentSettings()
+        self._wake = asyncio.Event()
+
+    # ================================================================== plumbing
+    def _event(self, type_: str, data: dict[str, Any]) -> DomainEvent:
+        return DomainEvent(id=self._ids.new_id("evt"), type=type_, occurred_at=self._clock.now(), data=data)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait_for_work(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _schedule(self, u: Any, kind: str, key: str, payload: dict[str, Any]) -> None:
+        await u.payments.schedule(key, kind, payload, self._clock.now())
+
+    # ================================================================== webhook
+    async def receive_webhook(self, payload: bytes, signature: str | None) -> WebhookReceipt:
+        """Verify (400 on a bad or stale signature), then let the event take effect once."""
+        try:
+            event = self.gateway.verify_event(payload, signature)
+        except BadSignature as e:
+            raise ValidationError("Invalid webhook signature",
+                                  fields={"Stripe-Signature": str(e) or "invalid"}) from e
+        now = self._clock.now()
+        try:
+            async with self._uow() as u:
+                if not await u.payments.record_event(event.id, event.type, now):  # type: ignore[attr-defined]
+                    return WebhookReceipt(received=True, duplicate=True, type=event.type)
+                await self._dispatch(u, event)
+        except AudifiError as e:
+            if e.status >= 500 or not event.type.startswith("checkout.session."):
+                raise  # transient (or a bug): the gateway delivers it again
+            await self._unfulfillable(event, e)
+        self.wake()
+        log.info("webhook_processed", event_id=event.id, type=event.type)
+        return WebhookReceipt(received=True, duplicate=False, type=event.type)
+
+    async def _dispatch(self, u: Any, event: GatewayEvent) -> None:
+        t, o = event.type, event.object
+        if t.startswith("checkout.session."):
+            await self._on_session(u, t, parse_session(o))
+        elif t in _REVERSALS:
+            if t == "charge.refunded" and not o.get("refunded"):
+                log.info("partial_refund_ignored", charge=o.get("id"), amount_refunded=o.get("amount_refunded"))
+                return
+            pi = o.get("payment_intent")
+            if isinstance(pi, dict):
+                pi = pi.get("id")
+            if pi:
+                await self.reverse(u, pi, _REVERSALS[t])
+        elif t.startswith("customer.subscription."):
+            if o.get("id"):
+                await self._schedule(u, SYNC_SUBSCRIPTION, f"sub:{o['id']}", {"subscriptionId": o["id"]})
+        elif t in ("invoice.paid", "invoice.payment_failed"):
+            sub_id = invoice_subscription(o)
+            if sub_id:
+                await self._schedule(u, SYNC_SUBSCRIPTION, f"sub:{sub_id}", {"subscriptionId": sub_id})
+            if t == "invoice.paid" and o.get("billing_reason") == "subscription_cycle":
+                user_id = await u.payments.user_of_customer(o.get("customer") or "")
+                if user_id:
+                    u.emit(self._event("payment.succeeded", {
+                        "userId": user_id, "amount": int(o.get("amount_paid") or 0),
+                        "currency": o.get("currency") or "usd", "invoiceId": o.get("id"), "checkoutId": None}))
+        else:
+            log.info("webhook_ignored", type=t)
+
+    async def _checkout_of(self, u: Any, s: GatewaySession) -> Checkout | None:
+        ref = s.client_reference_id or s.metadata.get("checkoutId")
+        c = await u.payments.get_checkout(ref) if ref else None
+        if c is None:
+            c = await u.payments.checkout_by_session(s.id)
+        if c is not None and c.session_id is None:
+            c = await u.payments.update_checkout(c.id, self._clock.now(), session_id=s.id, url=s.url,
+                                                 expires_at=s.expires_at)
+        return c
+
+    async def _on_session(self, u: Any, t: str, s: GatewaySession) -> None:
+        c = await self._checkout_of(u, s)
+        if c is None:
+            log.warning("webhook_unknown_checkout", session_id=s.id, type=t)
+            return
+        paid = s.payment_status in ("paid", "no_payment_required")
+        if t in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+            if c.kind is CheckoutKind.SUBSCRIPTION:
+                await self._subscription_started(u, c, s, paid or t.endswith("succeeded"))
+            elif paid or t.endswith("succeeded"):
+                await self.fulfil(u, c, s)
+            else:
+                await u.payments.transition(c.id, (CheckoutStatus.CREATING, CheckoutStatus.OPEN),
+                                            CheckoutStatus.PROCESSING, self._clock.now(),
+                                            payment_intent=s.payment_intent)
+        elif t == "checkout.session.async_payment_failed":
+            await self.end(u, c, CheckoutStatus.FAILED)
+        elif t == "checkout.session.expired":
+            await self.end(u, c, CheckoutStatus.EXPIRED)
+
+    # ================================================================== transitions
+    async def end(self, u: Any, c: Checkout, status: CheckoutStatus) -> bool:
+        """Expired or failed: the reservation ends (only from an open status, so once)."""
+        done = await u.payments.transition(c.id, OPEN_STATUSES, status, self._clock.now())
+        if done is None:
+            return False
+        await self._release(u, done)
+        return True
+
+    async def _release(self, u: Any, c: Checkout) -> None:
+        await u.payments.free_open_slot(c.user_id)
+        if c.kind is CheckoutKind.SHARES and c.master_id is not None:
+            if self.shares is not None:
+                await self.shares.release_tokens(u, c.id)
+            await u.payments.give_back_shares(c.user_id, c.master_id, c.quantity)
+
+    async def fulfil(self, u: Any, c: Checkout, s: GatewaySession) -> None:
+        """Paid: the reserved ids are sold and ONE chain job (keyed by the session id) moves them to
+        the buyer's custodial address, held until the hold period ends."""
+        now = self._clock.now()
+        pi = s.payment_intent
+        if pi:
+            await u.payments.lock_payment(pi)
+            if await u.payments.reversal_of(pi) is not None:  # refunded/disputed before we saw it paid
+                if await self.end(u, c, CheckoutStatus.FAILED):
+                    await u.payments.update_checkout(c.id, now, payment_intent=pi)
+                return
+        user: User | None = await u.users.get(c.user_id)
+        amount = s.amount_total if s.amount_total is not None else c.amount.amount
+        hold = self.settings.hold_until(now=now, account_created=user.created_at if user else None, amount=amount)
+        won = await u.payments.transition(c.id, OPEN_STATUSES, CheckoutStatus.PAID, now, payment_intent=pi,
+                                          hold_until=hold)
+        if won is None:
+            return
+        await u.payments.free_open_slot(c.user_id)
+        assert self.shares is not None and c.master_id is not None
+        session_id = won.session_id or s.id
+        await self.shares.mark_sold(u, c.id)
+        job = await self.shares.allocate_from_treasury(
+            u, master_id=c.master_id, user_id=c.user_id, token_ids=list(won.token_ids), count=len(won.token_ids),
+            op_key=TRANSFER_PREFIX + session_id, hold_until=hold)
+        await u.payments.update_checkout(c.id, now, transfer_job_id=job.id)
+        master = await u.masters.get(c.master_id) if hasattr(u, "masters") else None
+        u.emit(self._event("payment.succeeded", {
+            "masterId": c.master_id, "userId": c.user_id, "amount": amount,
+            "currency": (s.currency or c.amount.currency), "quantity": c.quantity, "checkoutId": session_id,
+            "tokenIds": list(won.token_ids), "title": getattr(master, "title", None), "kind": "shares"}))
+
+    async def _subscription_started(self, u: Any, c: Checkout, s: GatewaySession, paid: bool) -> None:
+        now = self._clock.now()
+        if s.customer_id:
+            await u.payments.add_customer(c.user_id, s.customer_id, now)
+        if s.subscription_id:
+            await self._schedule(u, SYNC_SUBSCRIPTION, f"sub:{s.subscription_id}",
+                                 {"subscriptionId": s.subscription_id, "userId": c.user_id})
+        if not paid:
+            await u.payments.transition(c.id, (CheckoutStatus.CREATING, CheckoutStatus.OPEN),
+                                        CheckoutStatus.PROCESSING, now)
+            return
+        won = await u.payments.transition(c.id, OPEN_STATUSES, CheckoutStatus.PAID, now)
+        if won is None:
+            return
+        await u.payments.free_open_slot(c.user_id)
+        u.emit(self._event("payment.succeeded", {
+            "userId": c.user_id, "amount": s.amount_total if s.amount_total is not None else c.amount.amount,
+            "currency": s.currency or c.amount.currency, "checkoutId": won.session_id or s.id, "plan": c.plan,
+            "kind": "subscription"}))
+
+    async def _unfulfillable(self, event: GatewayEvent, err: AudifiError) -> None:
+        """Paid but the shares cannot be delivered (should not happen: they were reserved): record
+        the event, end the checkout and refund the payment (a task)."""
+        s = parse_session(event.object)
+        log.error("checkout_unfulfillable", session_id=s.id, error=err.message)
+        async with self._uow() as u:
+            if not await u.payments.record_event(event.id, event.type, self._clock.now()):  # type: ignore[attr-defined]
+                return
+            c = await self._checkout_of(u, s)
+            if c is None:
+                return
+            if await self.end(u, c, CheckoutStatus.UNFULFILLABLE) and s.payment_intent:
+                await self._schedule(u, REFUND, f"refund:{s.payment_intent}",
+                                     {"paymentIntent": s.payment_intent, "checkoutId": c.id})
+
+    # ================================================================== refunds, disputes
+    async def reverse(self, u: Any, payment_intent: str, reason: Reversal) -> None:
+        """A refund, dispute or early fraud warning: within the hold period the shares go back."""
+        now = self._clock.now()
+        await u.payments.lock_payment(payment_intent)
+        await u.payments.record_reversal(payment_intent, reason, now)
+        c = await u.payments.checkout_by_payment(payment_intent)
+        if c is None or c.kind is not CheckoutKind.SHARES:
+            return
+        c = await u.payments.mark_reversed(c.id, reason, now)
+        if c is None:
+            return
+        if c.hold_until is not None and now >= c.hold_until:
+            log.warning("reversal_after_hold", checkout_id=c.id, reason=reason.value)
+            await u.payments.mark_settled(c.id)
+            return
+        await self._return_shares(u, c, None)
+
+    async def _return_shares(self, u: Any, c: Checkout, transfer: ChainJob | None) -> ChainJob | None:
+        """Queue the transfer of the checkout's ids from the custodial address back to the treasury,
+        once the transfer that brought them there is confirmed (its hook calls this again)."""
+        if c.return_job_id is not None or self._jobs is None or self.shares is None:
+            return None
+        if transfer is None and c.transfer_job_id:
+            transfer = await u.chain_jobs.get(c.transfer_job_id)
+        if transfer is None or transfer.status is not JobStatus.CONFIRMED:
+            return None
+        assert isinstance(transfer.call, TransferShares)
+        user = await u.users.get(c.user_id)
+        custodial = self.shares.custodial_address(user.index)
+        job = await self._jobs.enqueue(u, JobKind.TRANSFER, RETURN_PREFIX + (c.session_id or c.id), c.user_id,
+                                       TransferShares(transfer.call.shares, custodial, self.shares.treasury,
+                                                      c.token_ids, custody_signer(user.index)))
+        await u.payments.update_checkout(c.id, self._clock.now(), return_job_id=job.id)
+        log.info("shares_returned", checkout_id=c.id, job_id=job.id, reason=c.reversal)
+        return job
+
+    # ================================================================== chain job hooks
+    def install_hooks(self) -> None:
+        if self._jobs is not None:
+            self._jobs.on_confirmed(JobKind.TRANSFER, self._transfer_confirmed)
+
+    async def _transfer_confirmed(self, uow: UnitOfWork, job: ChainJob) -> None:
+        u: Any = uow
+        if job.op_key.startswith(TRANSFER_PREFIX):
+            c = await u.payments.checkout_by_session(job.op_key[len(TRANSFER_PREFIX):])
+            if c is None:
+                return
+            if c.reversal is not None and c.return_job_id is None:
+                await self._return_shares(u, c, job)
+            elif c.reversal is None:
+                await u.payments.mark_settled(c.id)
+        elif job.op_key.startswith(RETURN_PREFIX):
+            c = await u.payments.checkout_by_session(job.op_key[len(RETURN_PREFIX):])
+            if c is None or c.returned_at is not None:
+                return
+            await u.payments.update_checkout(c.id, self._clock.now(), returned_at=self._clock.now())
+            await u.payments.mark_settled(c.id)
+            if c.master_id:
+                await u.payments.give_back_shares(c.user_id, c.master_id, c.quantity)
+
+    # ================================================================== durable tasks
+    async def run_tasks(self, limit: int | None = None) -> int:
+        """Run the due tasks once; failures are retried later with back-off. How many ran."""
+        async with self._uow() as u:
+            tasks = await u.payments.claim_tasks(self._clock.now(), self.settings.task_lease,  # type: ignore[attr-defined]
+                                                 limit or self.settings.task_batch)
+        for task in tasks:
+            try:
+                if task.kind == SYNC_SUBSCRIPTION:
+                    await self.sync_subscription(task.payload["subscriptionId"], task.payload.get("userId"))
+                elif task.kind == REFUND:
+                    await self.gateway.refund(task.payload["paymentIntent"], f"refund:{task.payload['checkoutId']}")
+                else:
+                    log.warning("task_unknown", kind=task.kind)
+            except Exception as e:  # noqa: BLE001 - retried with back-off; the task is durable
+                delay = min(2 ** min(task.attempts, 8), 300)
+                log.warning("task_failed", key=task.key, attempt=task.attempts, error=repr(e))
+                async with self._uow() as u:
+                    await u.payments.retry_task(task, self._clock.now() + timedelta(seconds=delay),  # type: ignore[attr-defined]
+                                                repr(e)[:500])
+                continue
+            async with self._uow() as u:
+                await u.payments.finish_task(task)  # type: ignore[attr-defined]
+        return len(tasks)
+
+    async def sync_subscription(self, subscription_id: str, user_hint: str | None = None) -> Subscription | None:
+        """Fetch the subscription from the gateway and store what it says (newest fetch wins)."""
+        async with self._uow() as u:
+            ticket = await u.payments.next_ticket()  # type: ignore[attr-defined]
+        g = await self.gateway.retrieve_subscription(subscription_id)
+        now = self._clock.now()
+        async with self._uow() as u:
+            known = await u.payments.get_subscription(subscription_id)  # type: ignore[attr-defined]
+            if g is None:
+                if known is None:
+                    return None
+                sub = attrs.evolve(known, status="canceled", updated_at=now, ticket=ticket)
+            else:
+                user_id = (g.metadata.get("userId") or user_hint or (known.user_id if known else None)
+                           or await u.payments.user_of_customer(g.customer_id))  # type: ignore[attr-defined]
+                if user_id is None:
+                    log.warning("subscription_without_user", subscription_id=subscription_id)
+                    return None
+                sub = Subscription(id=g.id, user_id=user_id, customer_id=g.customer_id, status=g.status,
+                                   plan=self.settings.plan_of_price(g.price_id) or g.metadata.get("plan"),
+                                   price_id=g.price_id, current_period_end=g.current_period_end,
+                                   cancel_at_period_end=g.cancel_at_period_end, updated_at=now, ticket=ticket)
+            await u.payments.put_subscription(sub)  # type: ignore[attr-defined]
+        return sub
+
+    # ================================================================== reconciler
+    async def reconcile(self) -> dict[str, int]:
+        """Finish what events and jobs left undone: paid but not transferred (a failed transfer is
+        queued again under its key, never doubled), transferred but reversed (returned), checkouts
+        whose gateway events never came (asked from the gateway), and checkouts stuck ``creating``."""
+        out = {"transfers_retried": 0, "transfers_queued": 0, "returns_queued": 0, "returns_retried": 0,
+               "settled": 0, "sessions_checked": 0, "creating_finished": 0}
+        if self.shares is not None and self._jobs is not None:
+            after: str | None = None
+            while True:
+                async with self._uow(readonly=True) as u:
+                    batch = await u.payments.paid_shares(self.settings.reconcile_batch, after)  # type: ignore[attr-defined]
+                for c in batch:
+                    key = await self._reconcile_paid(c.id)
+                    if key:
+                        out[key] += 1
+                if len(batch) < self.settings.reconcile_batch:
+                    break
+                after = batch[-1].id
+        now = self._clock.now()
+        async with self._uow(readonly=True) as u:
+            stale = await u.payments.stale_open(now - timedelta(seconds=self.settings.expiry_grace),  # type: ignore[attr-defined]
+                                                self.settings.reconcile_batch)
+            creating = await u.payments.creating_before(now - timedelta(seconds=self.settings.creating_grace),  # type: ignore[attr-defined]
+                                                        self.settings.reconcile_batch)
+        for c in stale:
+            if c.session_id is None:
+                continue
+            try:
+                s = await self.gateway.retrieve_checkout(c.session_id)
+            except AudifiError as e:
+                log.warning("reconcile_session_failed", checkout_id=c.id, error=e.message)
+                continue
+            out["sessions_checked"] += 1
+            await self.apply_session(s)
+        for c in creating:
+            if await self._finish_creating(c):
+                out["creating_finished"] += 1
+        return out
+
+    async def apply_session(self, s: GatewaySession) -> None:
+        """What the gateway says of a session now (the reconciler's view, same rules as the events)."""
+        if s.status == "expired":
+            t = "checkout.session.expired"
+        elif s.status == "complete":
+            t = "checkout.session.completed"
+        else:
+            return
+        async with self._uow() as u:
+            await self._on_session(u, t, s)
+
+    async def _reconcile_paid(self, checkout_id: str) -> str | None:
+        assert self._jobs is not None and self.shares is not None
+        async with self._uow() as u:
+            c = await u.payments.get_checkout(checkout_id)  # type: ignore[attr-defined]
+            if c is None or c.status is not CheckoutStatus.PAID or c.master_id is None:
+                return None
+            transfer = await u.chain_jobs.get(c.transfer_job_id) if c.transfer_job_id else None  # type: ignore[attr-defined]
+            if transfer is None:
+                if c.reversal is not None:
+                    await u.payments.mark_settled(c.id)  # type: ignore[attr-defined]
+                    return "settled"
+                job = await self.shares.allocate_from_treasury(
+                    u, master_id=c.master_id, user_id=c.user_id, token_ids=list(c.token_ids),
+                    count=len(c.token_ids), op_key=TRANSFER_PREFIX + (c.session_id or c.id), hold_until=c.hold_until)
+                await u.payments.update_checkout(c.id, self._clock.now(), transfer_job_id=job.id)  # type: ignore[attr-defined]
+                return "transfers_queued"
+            if transfer.status is JobStatus.FAILED:
+                if c.reversal is not None:  # the shares never left the treasury: nothing to return
+                    await u.payments.mark_settled(c.id)  # type: ignore[attr-defined]
+                    return "settled"
+                await self._requeue(u, transfer)
+                return "transfers_retried"
+            if transfer.status is not JobStatus.CONFIRMED:
+                return None
+            if c.reversal is None:
+                await u.payments.mark_settled(c.id)  # type: ignore[attr-defined]
+                return "settled"
+            if c.return_job_id is None:
+                return "returns_queued" if await self._return_shares(u, c, transfer) else None
+            ret = await u.chain_jobs.get(c.return_job_id)  # type: ignore[attr-defined]
+            if ret is not None and ret.status is JobStatus.FAILED:
+                await self._requeue(u, ret)
+                return "returns_retried"
+        return None
+
+    async def _requeue(self, u: Any, job: ChainJob) -> None:
+        """A failed job never broadcast its effect (or it reverted): run it again under the same key."""
+        await u.chain_jobs.update(attrs.evolve(job, status=JobStatus.QUEUED, error=None, attempts=job.attempts + 1,
+                                               updated_at=self._clock.now()))
+        await u.chain_jobs.notify()
+        log.info("job_requeued", job_id=job.id, op_key=job.op_key)
+
+    async def _finish_creating(self, c: Checkout) -> bool:
+        """Implemented by the service (it knows how the session was asked for)."""
+        raise NotImplementedError
