@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from audifi_adapters.studio.memory import InMemoryShareHoldings, InMemoryStudioMasters
 from audifi_core.studio.model import MasterRef
 
-from ..http.helpers import bearer, platform_of, sign_in
+from ..http.helpers import bearer, mailed_token, platform_of, sign_in
 
 
 @attrs.define
@@ -32,6 +32,20 @@ class StandIns:
         self.masters.add(MasterRef(id=master_id, artist_id=artist_id,
                                    audio_cid=audio_cid or "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"))
         return master_id
+
+
+async def sign_in_many(client: TestClient, prefix: str, n: int) -> list[dict[str, Any]]:
+    """``n`` users signed in through the magic link, each asked from its own address (the per-IP
+    limit is for humans, not for load tests)."""
+    auth = platform_of(client).auth
+    out = []
+    for i in range(n):
+        email = f"{prefix}{i}@example.com"
+        await auth.request_magic_link(email, f"10.9.{i // 250}.{i % 250}")
+        r = await client.post("/auth/verify-magic-link", json={"token": await mailed_token(client, email)})
+        assert r.status == 200, await r.text()
+        out.append(await r.json())
+    return out
 
 
 def entitlements(client: TestClient) -> Any:
