@@ -70,6 +70,13 @@ async def artist(client: TestClient, email: str) -> dict[str, Any]:
     return s
 
 
+async def refresh(client: TestClient, session: dict[str, Any]) -> dict[str, Any]:
+    """A new session after the clock moved past the access token's life."""
+    r = await client.post("/auth/refresh", json={"refreshToken": session["refreshToken"]})
+    assert r.status == 200, await r.text()
+    return await r.json()
+
+
 async def link_wallet(client: TestClient, session: dict[str, Any], clock: Any,
                       acct: LocalAccount | None = None) -> LocalAccount:
     acct = acct or Account.create()
@@ -185,5 +192,5 @@ async def send(client: TestClient, acct: LocalAccount, tx: dict[str, Any], gas: 
 
 
 __all__ = ["ETH", "artist", "balance", "bearer", "fast", "form", "fund", "ipo_body", "job_of", "link_wallet",
-           "master", "platform_of", "registered", "rpc", "send", "sign_in", "until", "upload", "wait_job",
+           "master", "platform_of", "refresh", "registered", "rpc", "send", "sign_in", "until", "upload", "wait_job",
            "wav_bytes"]
