@@ -17,6 +17,7 @@ indexer's projection of chain events, never from what we meant to send.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -98,12 +99,15 @@ class MasterService:
         self._ids = ids
         self.settings = settings
         self._cache: dict[str, tuple[float, Master]] = {}
+        self._loading: dict[str, asyncio.Future[Master]] = {}
+        self._generation = 0  # bumped by every local write, so a load racing it is not cached
 
     # ================================================================== plumbing
     def _event(self, type_: str, data: dict[str, Any]) -> DomainEvent:
         return DomainEvent(id=self._ids.new_id("evt"), type=type_, occurred_at=self._clock.now(), data=data)
 
     def _forget(self, master_id: str) -> None:
+        self._generation += 1
         self._cache.pop(master_id, None)
 
     @property
@@ -115,19 +119,36 @@ class MasterService:
         return self._chain.address_of(custody_signer(user_index))
 
     async def _load(self, master_id: str, *, cached: bool = False) -> Master:
-        if cached:
-            hit = self._cache.get(master_id)
-            if hit is not None and hit[0] > time.monotonic():
-                return hit[1]
+        """The stored master; ``cached``: a registered master may come from this process's memory for
+        ``cache_ttl`` seconds (writes made here forget it at once), loaded by one query however many
+        requests miss together."""
+        if not cached or self.settings.cache_ttl <= 0:
+            return await self._fetch(master_id)
+        hit = self._cache.get(master_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        pending = self._loading.get(master_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch_and_cache(master_id))
+            self._loading[master_id] = pending
+            pending.add_done_callback(lambda _f: self._loading.pop(master_id, None))
+        return await asyncio.shield(pending)
+
+    async def _fetch_and_cache(self, master_id: str) -> Master:
+        generation = self._generation
+        m = await self._fetch(master_id)
+        if m.status is MasterStatus.REGISTERED and generation == self._generation:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[master_id] = (time.monotonic() + self.settings.cache_ttl, m)
+        return m
+
+    async def _fetch(self, master_id: str) -> Master:
         async with self._uow(readonly=True) as u:
             m = await u.masters.get(master_id)  # type: ignore[attr-defined]
         if m is None:
             raise NotFound(f"Master with ID {master_id} not found", code="MASTER_NOT_FOUND",
                            details={"masterId": master_id})
-        if cached and m.status is MasterStatus.REGISTERED and self.settings.cache_ttl > 0:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[master_id] = (time.monotonic() + self.settings.cache_ttl, m)
         return m
 
     @staticmethod
