@@ -158,6 +158,32 @@ class TestMint:
         assert await platform_of(client).chain.chain.total_minted(m["contractAddress"]) == 10
         assert (await until(lambda: _ipo_minted(client, mid, 10)))["minted"] == 10
 
+    async def test_a_mint_that_beat_the_supply_cap_waits_for_it_then_runs_once(self, client, clock,
+                                                                                monkeypatch) -> None:
+        """The max-supply job is held up (its chain read fails): the mint reverts and is parked; when the
+        cap is set the same job runs again and mints exactly once."""
+        from audifi_core.errors import ChainError
+
+        s = await artist(client, "parked@example.com")
+        m = await registered(client, s)
+        chain = platform_of(client).chain.chain
+        real = chain.max_supply
+
+        async def down(*_a, **_k):
+            raise ChainError("the node is unreachable", details={"reason": "unavailable"})
+
+        monkeypatch.setattr(chain, "max_supply", down)
+        assert (await client.post(f"/masters/{m['id']}/ipo", json=ipo_body(clock, 5),
+                                  headers=bearer(s))).status == 200
+        job = await (await mint(client, s, m["id"], 5)).json()
+        failed = await wait_job(client, s, job["id"], "failed")
+        assert failed["error"]["code"] == "TX_REVERTED"
+        monkeypatch.setattr(chain, "max_supply", real)
+        done = await wait_job(client, s, job["id"])
+        assert (done["result"]["firstId"], done["result"]["lastId"]) == (1, 5)
+        assert await chain.total_minted(m["contractAddress"]) == 5
+        assert (await until(lambda: _ipo_minted(client, m["id"], 5)))["minted"] == 5
+
     async def test_the_close_moves_unsold_shares_to_the_artist(self, client, clock) -> None:
         """At endsAt the shares neither sold nor reserved go from the treasury to the artist's wallet."""
         s = await artist(client, "close@example.com")

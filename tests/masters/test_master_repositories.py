@@ -177,6 +177,19 @@ class TestIpos:
             assert await u.masters.due_launches(T0, 10) == [] and await u.masters.due_closes(T0, 10) == []
             assert (await u.masters.get("mst_1")).ipo.launched_at == T0
 
+    async def test_parked_mints_come_back_once(self, store: Store) -> None:
+        """Mint jobs parked for a master are returned once, and only that master's."""
+        await add(store, a_master("mst_1"), a_master("mst_2"))
+        async with store.uow() as u:
+            await u.masters.park_mint("mst_1", "job_b")
+            await u.masters.park_mint("mst_1", "job_a")
+            await u.masters.park_mint("mst_1", "job_a")
+            await u.masters.park_mint("mst_2", "job_c")
+        async with store.uow() as u:
+            assert await u.masters.unpark_mints("mst_1") == ["job_a", "job_b"]
+            assert await u.masters.unpark_mints("mst_1") == []
+            assert await u.masters.unpark_mints("mst_2") == ["job_c"]
+
 
 class TestTokenLedger:
     async def test_racing_reservations_never_share_an_id(self, store: Store) -> None:

@@ -180,6 +180,18 @@ class InMemoryMasterRepository(_Repo):
         due = [i for i in self._t("ipos").values() if i.closed_at is None and i.ends_at <= now]
         return [i.master_id for i in sorted(due, key=lambda i: i.ends_at)[:limit]]
 
+    async def park_mint(self, master_id: str, job_id: str) -> None:
+        self._w()
+        self._undo.set(self._t("ipo_parked_mints"), job_id, master_id)
+
+    async def unpark_mints(self, master_id: str) -> list[str]:
+        self._w()
+        parked = self._t("ipo_parked_mints")
+        jobs = sorted(j for j, mid in parked.items() if mid == master_id)
+        for j in jobs:
+            self._undo.delete(parked, j)
+        return jobs
+
     # -- token ledger: (master id, token id) → (reservation id, state)
     async def take_tokens(self, master_id: str, count: int, reservation_id: str, state: TokenState,
                           upto: int) -> list[int]:

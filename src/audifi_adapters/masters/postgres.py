@@ -171,6 +171,14 @@ class PostgresMasterRepository:
                                    "ORDER BY ends_at LIMIT $2", now, limit)
         return [r["master_id"] for r in rows]
 
+    async def park_mint(self, master_id: str, job_id: str) -> None:
+        await self._c.execute("INSERT INTO ipo_parked_mints (job_id, master_id) VALUES ($1, $2) "
+                              "ON CONFLICT (job_id) DO NOTHING", job_id, master_id)
+
+    async def unpark_mints(self, master_id: str) -> list[str]:
+        rows = await self._c.fetch("DELETE FROM ipo_parked_mints WHERE master_id = $1 RETURNING job_id", master_id)
+        return sorted(r["job_id"] for r in rows)
+
     # -- token ledger
     async def take_tokens(self, master_id: str, count: int, reservation_id: str, state: TokenState,
                           upto: int) -> list[int]:

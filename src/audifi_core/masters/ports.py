@@ -85,6 +85,14 @@ class MasterRepository(Protocol):
         """IPOs not closed yet with ``ends_at ≤ now``."""
         ...
 
+    async def park_mint(self, master_id: str, job_id: str) -> None:
+        """Remember a mint job that failed before the master's supply cap was set on-chain."""
+        ...
+
+    async def unpark_mints(self, master_id: str) -> list[str]:
+        """The parked mint jobs of the master, forgotten as they are returned."""
+        ...
+
     # -- the token ledger (specific share ids, by reservation)
     async def take_tokens(self, master_id: str, count: int, reservation_id: str, state: TokenState,
                           upto: int) -> list[int]:

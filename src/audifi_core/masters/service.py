@@ -84,7 +84,6 @@ class MasterSettings:
     daily_quota: int = 10
     upload_limit_bytes: int = 200 * 1024 * 1024
     cache_ttl: float = 1.0  # seconds a registered master may be served from this process's memory
-    mint_requeues: int = 3  # a mint that reverted because the supply cap was not set yet runs again
     tick_batch: int = 50
 
 
@@ -553,10 +552,13 @@ class MasterService:
 
     async def _deploy_confirmed(self, uow: UnitOfWork, job: ChainJob) -> None:
         u: Any = uow
-        if not job.op_key.startswith(DEPLOY_PREFIX) or not isinstance(job.call, DeployMaster):
+        if not job.op_key.startswith((DEPLOY_PREFIX, SUPPLY_PREFIX)) or not isinstance(job.call, DeployMaster):
             return
         r = job.result or {}
         mid = job.call.master_id
+        if job.op_key.startswith(SUPPLY_PREFIX):
+            await self._supply_confirmed(u, mid)
+            return
         if await u.masters.mark_registered(mid, r["sharesAddress"], r["vaultAddress"], self._clock.now()):
             m = await u.masters.get(mid)
             u.emit(self._event("master.registered", {
@@ -587,20 +589,27 @@ class MasterService:
         self._forget(m.id)
 
     async def _mint_failed(self, uow: UnitOfWork, job: ChainJob) -> None:
-        """A mint reverts when ``maxSupply`` is not set yet (its job queued behind): run it again then."""
+        """A mint reverts when ``maxSupply`` is not set yet (its job was held up): park it until the
+        supply job is confirmed, whose hook queues it again (same op key and opId: never doubled)."""
         u: Any = uow
         if not job.op_key.startswith(MINT_PREFIX) or not isinstance(job.call, MintShares):
             return
         m = await u.masters.by_contract(job.call.shares)
-        if m is None or m.ipo is None or m.ipo.supply_job_id is None or job.attempts >= self.settings.mint_requeues:
+        if m is None or m.ipo is None or m.ipo.supply_job_id is None:
             return
         supply = await u.chain_jobs.get(m.ipo.supply_job_id)
         if supply is None or supply.status is JobStatus.CONFIRMED:
             return
+        await u.masters.park_mint(m.id, job.id)
         await self._resume_supply_job(u, m.ipo)
-        await u.chain_jobs.update(attrs.evolve(job, status=JobStatus.QUEUED, error=None, attempts=job.attempts + 1,
-                                               updated_at=self._clock.now()))
-        await u.chain_jobs.notify()
+
+    async def _supply_confirmed(self, u: Any, master_id: str) -> None:
+        for job_id in await u.masters.unpark_mints(master_id):
+            job = await u.chain_jobs.get(job_id)
+            if job is not None and job.status is JobStatus.FAILED:
+                await u.chain_jobs.update(attrs.evolve(job, status=JobStatus.QUEUED, error=None,
+                                                       attempts=job.attempts + 1, updated_at=self._clock.now()))
+                await u.chain_jobs.notify()
 
     async def _transfer_confirmed(self, uow: UnitOfWork, job: ChainJob) -> None:
         u: Any = uow

@@ -53,6 +53,12 @@ CREATE TABLE ipos (
 CREATE INDEX ipos_to_launch ON ipos (starts_at) WHERE launched_at IS NULL;
 CREATE INDEX ipos_to_close ON ipos (ends_at) WHERE closed_at IS NULL;
 
+-- Mint jobs that reverted before the supply cap was set; queued again when it is.
+CREATE TABLE ipo_parked_mints (
+    job_id     text PRIMARY KEY,
+    master_id  text NOT NULL REFERENCES masters (id) ON DELETE CASCADE
+);
+
 -- A share id appears at most once: the primary key is what stops two checkouts taking it.
 CREATE TABLE ipo_tokens (
     master_id       text NOT NULL REFERENCES masters (id) ON DELETE CASCADE,
