@@ -43,6 +43,7 @@ from .bus import (
     RedisEventLog,
     StreamBus,
     StreamGuardian,
+    cancel_and_wait,
 )
 from .events import idempotent_consumer
 from .postgres.db import PostgresDatabase
@@ -100,7 +101,8 @@ async def _every(interval: float, fn: Callable[[], Awaitable[Any]], name: str,
             await asyncio.sleep(interval)
             continue
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), interval)
+            async with asyncio.timeout(interval):
+                await wake.wait()
         wake.clear()
 
 
@@ -188,10 +190,6 @@ async def open_context(platform: Any, stack: contextlib.AsyncExitStack, *, run_b
         tasks.append(asyncio.create_task(guardian.run(), name="audifi-bus-guardian"))
 
     async def stop() -> None:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(tasks)
 
     stack.push_async_callback(stop)

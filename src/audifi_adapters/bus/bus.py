@@ -13,7 +13,7 @@ import contextlib
 import os
 import socket
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -23,9 +23,22 @@ from audifi_core.ports import EventHandler
 from .consumer import ConsumerSettings, StreamConsumer
 from .log import EventLog
 
-__all__ = ["StreamBus", "UnsentEvents", "default_consumer_name"]
+__all__ = ["StreamBus", "UnsentEvents", "default_consumer_name", "cancel_and_wait"]
 
 log = structlog.get_logger("audifi.bus")
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel and wait; cancel again if a task swallowed it (Python 3.11's ``wait_for`` can)."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    for t in tasks:
+        if not t.cancelled():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                t.result()
 
 
 def default_consumer_name() -> str:
@@ -81,11 +94,7 @@ class StreamBus:
         self._running = False
         tasks = list(self._tasks.values())
         self._tasks.clear()
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(tasks)
 
     async def drain(self) -> int:
         """Let every consumer handle what is in the stream now (tests, dev tools, ``run_background=False``)."""

@@ -141,11 +141,11 @@ class InMemoryEventLog:
     async def read(self, group: str, consumer: str, count: int, block_ms: int | None) -> list[Delivery]:
         g = self._groups.setdefault(group, _Group())
         if g.last >= self._seq and block_ms:
-            async with self._changed:
-                try:
-                    await asyncio.wait_for(self._changed.wait_for(lambda: g.last < self._seq), block_ms / 1000)
-                except TimeoutError:
-                    return []
+            try:
+                async with self._changed, asyncio.timeout(block_ms / 1000):
+                    await self._changed.wait_for(lambda: g.last < self._seq)
+            except TimeoutError:
+                return []
         out = []
         now = time.monotonic()
         for n in range(g.last + 1, self._seq + 1):

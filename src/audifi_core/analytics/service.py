@@ -3,7 +3,8 @@
 Domain events this context consumes (``{id, type, occurredAt, data}``; producers follow these shapes):
 
 * ``master.registered``  ``{masterId, artistId}``          → the master counts for that artist
-* ``vote.cast``          ``{sessionId, decisionId, masterId, userId}``
+* ``vote.cast``          ``{sessionId, decisionId, masterId, userId, first?}`` (``first: false``: a changed
+  vote, not counted again)
 * ``share.transferred``  ``{masterId, userId, count}``      → shares sold to a buyer (treasury → buyer)
 * ``payment.succeeded``  ``{masterId?, userId, amount, currency, quantity?}`` → revenue when ``masterId``
 
@@ -90,8 +91,8 @@ class AnalyticsService:
         if event.type == "master.registered":
             await u.analytics.set_master_artist(str(d["masterId"]), str(d["artistId"]))  # type: ignore[attr-defined]
             return
-        if event.type not in SERVER_TYPES:
-            return
+        if event.type not in SERVER_TYPES or (event.type == "vote.cast" and d.get("first") is False):
+            return  # a changed vote (``first: false``) replaces one already counted
         quantity = amount = None
         currency = None
         if event.type == "share.transferred":
