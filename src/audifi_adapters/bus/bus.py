@@ -51,12 +51,14 @@ class UnsentEvents(Protocol):
 
 class StreamBus:
     def __init__(self, log_: EventLog, *, consumer_name: str | None = None,
-                 settings: ConsumerSettings | None = None, unsent: UnsentEvents | None = None):
+                 settings: ConsumerSettings | None = None, unsent: UnsentEvents | None = None,
+                 append_timeout: float = 2.0):
         self.log = log_
         self.consumer_name = consumer_name or default_consumer_name()
         self.settings = settings or ConsumerSettings()
         self.consumers: dict[str, StreamConsumer] = {}
         self._unsent = unsent
+        self._append_timeout = append_timeout  # then park it: a stalled Redis must not stall the outbox
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running = False
         self.parked = 0
@@ -73,7 +75,8 @@ class StreamBus:
     async def relay(self, event: DomainEvent) -> None:
         """Append to the stream; if it is unreachable, park the event durably (or raise: retried)."""
         try:
-            await self.log.append(event, time.time())
+            async with asyncio.timeout(self._append_timeout if self._unsent is not None else None):
+                await self.log.append(event, time.time())
         except Exception as e:
             if self._unsent is None:
                 raise
