@@ -11,6 +11,14 @@ Rules (API.md "Artist coin, liquidity, staking"):
 * Chain reads are cached per block number, so nothing older than the current block is served.
 * Staking logs the indexer projected (``Staked``/``Unstaked``/``RewardPaid``) become domain events
   ``coin.staked``/``coin.unstaked``/``coin.reward_paid`` once final, each exactly once.
+
+Domain events (``data``; amounts are decimal strings of base units):
+
+* ``coin.deployed`` {artistId, coinAddress, stakingAddress, poolAddress, ownerAddress, name, symbol,
+  initialSupply}
+* ``coin.staked`` / ``coin.unstaked`` / ``coin.reward_paid`` {artistId, coinAddress, stakingAddress,
+  address, userId (the wallet's user, or null), amount, txHash, logIndex, blockNumber}; the event id
+  is derived from (genesis hash, tx hash, log index), so a replay has the same id.
 """
 
 from __future__ import annotations
@@ -188,7 +196,7 @@ class CoinService:
         wallet = await self._wallet(user.id, req.address)
         block = await self._chain.head()
         deadline = await self._deadline(block, req.deadline)
-        rc, re, _ = await self._pool_state(block, coin)
+        rc, re, lp = await self._pool_state(block, coin)
         await self._need_coin(block, coin, wallet, coin_amount, "coinAmount")
         await self._need_eth(block, wallet, eth_amount, "ethAmount")
         empty = rc == 0 or re == 0
@@ -196,6 +204,8 @@ class CoinService:
             raise ValidationError("The first deposit is too small", fields={
                 "coinAmount": "sqrt(coinAmount * ethAmount) must exceed 1000 (the locked minimum liquidity)"})
         coin_used, eth_used = liquidity_used(coin_amount, eth_amount, rc, re)
+        if not empty and min(coin_used * lp // rc, eth_used * lp // re) == 0:
+            raise ValidationError("The deposit is too small", fields={"coinAmount": "it would mint no LP tokens"})
         bps = self.settings.default_slippage_bps
         min_coin = apply_slippage(coin_used, bps) if min_coin is None else min_coin
         min_eth = apply_slippage(eth_used, bps) if min_eth is None else min_eth
@@ -230,6 +240,8 @@ class CoinService:
             after = (rc + amount_in, re - out)
             txs = await self._approve_if_short(block, coin, wallet, coin.pool_address, amount_in)
             txs.append(self._chain.swap_coin_for_eth(coin.pool_address, amount_in, min_out, wallet, deadline))
+        if out == 0:
+            raise ValidationError("The swap is too small", fields={"amountIn": "the pool would give nothing for it"})
         price_after = price_eth(*after)
         quote = SwapQuote(side=req.side, amount_in=str(amount_in), amount_out=str(out), min_amount_out=str(min_out),
                           fee=str(amount_in * 3 // 1000), price_eth=str(price_eth(rc, re)),
