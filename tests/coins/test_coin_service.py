@@ -150,7 +150,7 @@ class TestDeploy:
         job = await env.service.deploy(ann, "usr_ann", REQ)
         stored = await env.jobs.load(job.id)
         assert stored.call == DeployCoin(artist=WALLET, name="Ann Coin", symbol="ANN", initial_supply=10**24)
-        assert stored.op_key == "coin:usr_ann:1"
+        assert stored.op_key.startswith("coin:usr_ann:1:")
         pending = await env.service.get_coin("usr_ann")
         assert (pending.status, pending.address, pending.total_supply) == (CoinStatus.PENDING, None, str(10**24))
         await env.finish(job.id)
@@ -188,7 +188,7 @@ class TestDeploy:
             await env.service.deploy(ann, "usr_ann", REQ)
         await env.finish(first.id, ok=False)
         second = await env.service.deploy(ann, "usr_ann", DeployCoinRequest("Ann Two", "ANNT", "5", FAN_WALLET))
-        assert (await env.jobs.load(second.id)).op_key == "coin:usr_ann:2"
+        assert (await env.jobs.load(second.id)).op_key.startswith("coin:usr_ann:2:")
         await env.jobs.retry(first.id, "usr_ann")
         await env.finish(first.id)  # the stale job lands: ignored
         coin = await env.service.get_coin("usr_ann")

@@ -3,6 +3,7 @@ on memory and on PostgreSQL + Redis: wallets sign every user transaction themsel
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -265,6 +266,21 @@ class TestDeployRules:
         assert await token_balance(client, coin["address"], second.address) == 2**128
         assert await token_balance(client, coin["address"], first.address) == 0
         await error_of(await client.post(f"/coins/{artist_id}/deploy", json=good, headers=bearer(s)), 409)
+
+
+    async def test_concurrent_deploys_one_wins(self, client, clock):
+        """Two deploys racing for one artist: one 202, the other 409 (the unique artist row decides)."""
+        s = await artist(client, "ann@example.com")
+        await link_wallet(client, s, clock)
+        body = {"name": "Ann Coin", "symbol": "ANN", "initialSupply": str(SUPPLY)}
+        url = f"/coins/{s['user']['id']}/deploy"
+        r1, r2 = await asyncio.gather(client.post(url, json=body, headers=bearer(s)),
+                                      client.post(url, json={**body, "symbol": "ANNB"}, headers=bearer(s)))
+        assert sorted([r1.status, r2.status]) == [202, 409]
+        winner = await (r1 if r1.status == 202 else r2).json()
+        assert (await wait_job(client, s, winner["id"]))["status"] == "confirmed"
+        coin = await (await client.get(url.removesuffix("/deploy"))).json()
+        assert coin["status"] == "deployed" and coin["jobId"] == winner["id"]
 
 
 class TestWalletRules:

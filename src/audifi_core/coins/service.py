@@ -120,8 +120,10 @@ class CoinService:
                         "artistId": artist_id, "status": status.value, "jobId": existing.job_id})
                 attempt = existing.attempt + 1
             call = DeployCoin(artist=wallet, name=req.name, symbol=req.symbol, initial_supply=supply)
-            job = await self._jobs.enqueue(u, JobKind.DEPLOY_COIN, f"coin:{artist_id}:{attempt}",
-                                           user.id, call)
+            # A fresh operation key per attempt: a job left from an earlier attempt (or an earlier dev
+            # chain) is never mistaken for this one; the chain still refuses a second coin per wallet.
+            op_key = f"coin:{artist_id}:{attempt}:{self._ids.new_id('dep')}"
+            job = await self._jobs.enqueue(u, JobKind.DEPLOY_COIN, op_key, user.id, call)
             coin = ArtistCoin(artist_id=artist_id, name=req.name, symbol=req.symbol, initial_supply=supply,
                               owner_address=wallet, job_id=job.id, status=CoinStatus.PENDING, created_at=now,
                               updated_at=now, attempt=attempt)
