@@ -107,7 +107,7 @@ class NotificationService:
     async def _notify(self, u: UnitOfWork, event: DomainEvent, user_ids: list[str], kind: NotificationKind,
                       title: str, body: str) -> int:
         n_added = 0
-        now = self._clock.now()
+        now = event.occurred_at  # the inbox orders by when it happened, however late the bus delivered it
         for uid in dict.fromkeys(user_ids):  # each user once, in order
             user = await u.users.get(uid)
             n = Notification(id=self._ids.new_id("ntf"), user_id=uid, event_id=event.id, kind=kind, title=title,
