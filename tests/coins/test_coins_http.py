@@ -229,6 +229,15 @@ class TestDeployRules:
         artist_id = s["user"]["id"]
         fan = await sign_in(client, "fan@example.com")
         good = {"name": "Ann Coin", "symbol": "ANN", "initialSupply": str(SUPPLY)}
+        doc = await (await client.get("/openapi.json")).json()
+        assert {p for p in doc["paths"] if p.startswith("/coins")} == {
+            "/coins/{artistId}/deploy", "/coins/{artistId}", "/coins/{artistId}/pool",
+            "/coins/{artistId}/pool/liquidity", "/coins/{artistId}/swap", "/coins/{artistId}/stake",
+            "/coins/{artistId}/unstake", "/coins/{artistId}/rewards", "/coins/{artistId}/stakes/{address}"}
+        swap_op = doc["paths"]["/coins/{artistId}/swap"]["post"]
+        assert swap_op["x-audifi-who"] == "auth" and "200" in swap_op["responses"] and "502" in swap_op["responses"]
+        assert doc["components"]["schemas"]["SwapRequest"]["properties"]["side"] == {
+            "enum": ["buy", "sell"], "description": "buy (ETH in, coin out) or sell (coin in, ETH out)"}
         assert (await error_of(await client.get(f"/coins/{artist_id}"), 404))["code"] == "COIN_NOT_FOUND"
         assert (await error_of(await client.get(f"/coins/{artist_id}/pool"), 404))["code"] == "COIN_NOT_FOUND"
         await error_of(await client.post(f"/coins/{artist_id}/deploy", json=good), 401)
@@ -333,3 +342,25 @@ class TestChainDown:
                      await client.get(f"/coins/{artist_id}/stakes/{art.address}"),
                      await client.post(f"/coins/{artist_id}/stake", json={"amount": "1"}, headers=bearer(s))):
             assert (await error_of(resp, 502))["code"] == "BLOCKCHAIN_ERROR"
+
+
+class TestDevChainRestart:
+    async def test_a_new_dev_chain_forgets_coins_of_the_old_one(self, aiohttp_client, tmp_path, clock, pg_clean):
+        """On PostgreSQL, coins deployed on an earlier in-process chain are forgotten at start (their contracts
+        are gone), so the artist can deploy again on the new chain."""
+        cfg = base_config(tmp_path, database_url=pg_clean)
+        first = await aiohttp_client(create_app(cfg, clock=clock))
+        s, art, old = await deployed_coin(first, clock)
+        await first.close()
+        second = await aiohttp_client(create_app(cfg, clock=clock))
+        s = await sign_in(second, "ann@example.com")
+        artist_id = s["user"]["id"]
+        assert s["user"]["wallets"] == [art.address]
+        assert (await error_of(await second.get(f"/coins/{artist_id}"), 404))["code"] == "COIN_NOT_FOUND"
+        r = await second.post(f"/coins/{artist_id}/deploy", json={
+            "name": "Ann Again", "symbol": "ANN", "initialSupply": "1000"}, headers=bearer(s))
+        assert r.status == 202, await r.text()
+        assert (await wait_job(second, s, (await r.json())["id"]))["status"] == "confirmed"
+        coin = await (await second.get(f"/coins/{artist_id}")).json()
+        assert (coin["name"], coin["totalSupply"]) == ("Ann Again", "1000")
+        assert await token_balance(second, coin["address"], art.address) == 1000
