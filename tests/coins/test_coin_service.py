@@ -17,7 +17,7 @@ from audifi_core.chain.jobs import ChainJobs
 from audifi_core.chain.model import BlockRef, ChainLog, DeployCoin, JobStatus, UnsignedTx
 from audifi_core.chain.ports import ChainIdentity
 from audifi_core.coins import BlockCache, CoinService, DeployCoinRequest, SwapRequest, TokenInfo
-from audifi_core.coins.model import AmountRequest, CoinStatus
+from audifi_core.coins.model import CoinAmountRequest, CoinStatus
 from audifi_core.errors import ChainError, Conflict, Forbidden, NotFound
 from audifi_core.system import FrozenClock, RandomIds
 
@@ -252,7 +252,7 @@ class TestReads:
         env.chain.height += 1
         again = await env.service.swap(ann, "usr_ann", SwapRequest("sell", str(10**18), "123"))
         assert [t.data.split(":")[0] for t in again.transactions] == ["sell"]
-        stake = await env.service.stake(ann, "usr_ann", AmountRequest(str(10**18)))
+        stake = await env.service.stake(ann, "usr_ann", CoinAmountRequest(str(10**18)))
         assert [t.data for t in stake.transactions] == [f"stake:{10**18}"]
 
 

@@ -236,6 +236,7 @@ class TestDeployRules:
             "/coins/{artistId}/unstake", "/coins/{artistId}/rewards", "/coins/{artistId}/stakes/{address}"}
         swap_op = doc["paths"]["/coins/{artistId}/swap"]["post"]
         assert swap_op["x-audifi-who"] == "auth" and "200" in swap_op["responses"] and "502" in swap_op["responses"]
+        assert set(doc["components"]["schemas"]["CoinTransactions"]["properties"]) == {"transactions", "from"}
         assert doc["components"]["schemas"]["SwapRequest"]["properties"]["side"] == {
             "enum": ["buy", "sell"], "description": "buy (ETH in, coin out) or sell (coin in, ETH out)"}
         assert (await error_of(await client.get(f"/coins/{artist_id}"), 404))["code"] == "COIN_NOT_FOUND"

@@ -2,9 +2,10 @@
 
 from .cache import BlockCache
 from .model import (
-    AmountRequest,
     ArtistCoin,
+    CoinAmountRequest,
     CoinStatus,
+    CoinTransactions,
     CoinView,
     DeployCoinRequest,
     LiquidityRequest,
@@ -14,7 +15,6 @@ from .model import (
     SwapOut,
     SwapQuote,
     SwapRequest,
-    Transactions,
     amount_out,
     liquidity_used,
     price_eth,
@@ -23,8 +23,8 @@ from .ports import CoinReads, CoinRepository, EventCursor, TokenInfo
 from .service import EVENTS_CONSUMER, STAKING_EVENTS, CoinService, CoinSettings
 
 __all__ = [
-    "AmountRequest", "ArtistCoin", "BlockCache", "CoinReads", "CoinRepository", "CoinService", "CoinSettings",
+    "CoinAmountRequest", "ArtistCoin", "BlockCache", "CoinReads", "CoinRepository", "CoinService", "CoinSettings",
     "CoinStatus", "CoinView", "DeployCoinRequest", "EVENTS_CONSUMER", "EventCursor", "LiquidityRequest",
     "PoolView", "RewardsRequest", "STAKING_EVENTS", "StakeView", "SwapOut", "SwapQuote", "SwapRequest",
-    "TokenInfo", "Transactions", "amount_out", "liquidity_used", "price_eth",
+    "TokenInfo", "CoinTransactions", "amount_out", "liquidity_used", "price_eth",
 ]

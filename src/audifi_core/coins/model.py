@@ -26,12 +26,12 @@ __all__ = [
     "PoolView",
     "StakeView",
     "SwapQuote",
-    "Transactions",
+    "CoinTransactions",
     "SwapOut",
     "DeployCoinRequest",
     "LiquidityRequest",
     "SwapRequest",
-    "AmountRequest",
+    "CoinAmountRequest",
     "RewardsRequest",
     "COIN_DECIMALS",
     "MAX_SUPPLY",
@@ -147,7 +147,7 @@ class SwapQuote:
 
 
 @attrs.frozen
-class Transactions:
+class CoinTransactions:
     """Unsigned transactions to sign in order from ``from`` (the user's wallet)."""
 
     transactions: list[UnsignedTx]
@@ -194,7 +194,7 @@ class SwapRequest:
 
 
 @attrs.frozen
-class AmountRequest:
+class CoinAmountRequest:
     amount: str
     address: str | None = None
 

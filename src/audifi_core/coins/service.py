@@ -41,9 +41,10 @@ from ..uow import UnitOfWork, UnitOfWorkFactory
 from .cache import BlockCache
 from .model import (
     MAX_UINT256,
-    AmountRequest,
     ArtistCoin,
+    CoinAmountRequest,
     CoinStatus,
+    CoinTransactions,
     CoinView,
     DeployCoinRequest,
     LiquidityRequest,
@@ -53,7 +54,6 @@ from .model import (
     SwapOut,
     SwapQuote,
     SwapRequest,
-    Transactions,
     amount_out,
     apply_slippage,
     first_deposit_ok,
@@ -188,7 +188,7 @@ class CoinService:
         return StakeView(staked=str(staked), rewards=str(earned), block_number=block)
 
     # ================================================================== unsigned transactions
-    async def liquidity(self, user: User, artist_id: str, req: LiquidityRequest) -> Transactions:
+    async def liquidity(self, user: User, artist_id: str, req: LiquidityRequest) -> CoinTransactions:
         """approve (when short) + addLiquidity from the user's wallet; LP tokens go to that wallet."""
         coin_amount = parse_amount(req.coin_amount, "coinAmount")
         eth_amount = parse_amount(req.eth_amount, "ethAmount")
@@ -215,7 +215,7 @@ class CoinService:
         txs = await self._approve_if_short(block, coin, wallet, coin.pool_address, coin_amount)
         txs.append(self._chain.add_liquidity(coin.pool_address, coin_amount, eth_amount, min_coin, min_eth, wallet,
                                              deadline))
-        return Transactions(txs, wallet)
+        return CoinTransactions(txs, wallet)
 
     async def swap(self, user: User, artist_id: str, req: SwapRequest) -> SwapOut:
         """buy: ETH → coin (swapExactEthForCoin); sell: approve (when short) + swapExactCoinForEth."""
@@ -251,7 +251,7 @@ class CoinService:
                           deadline=deadline, block_number=block)
         return SwapOut(txs, quote, wallet)
 
-    async def stake(self, user: User, artist_id: str, req: AmountRequest) -> Transactions:
+    async def stake(self, user: User, artist_id: str, req: CoinAmountRequest) -> CoinTransactions:
         amount = parse_amount(req.amount, "amount")
         coin = await self._deployed(artist_id)
         wallet = await self._wallet(user.id, req.address)
@@ -260,9 +260,9 @@ class CoinService:
         assert coin.staking_address is not None
         txs = await self._approve_if_short(block, coin, wallet, coin.staking_address, amount)
         txs.append(self._chain.stake(coin.staking_address, amount))
-        return Transactions(txs, wallet)
+        return CoinTransactions(txs, wallet)
 
-    async def unstake(self, user: User, artist_id: str, req: AmountRequest) -> Transactions:
+    async def unstake(self, user: User, artist_id: str, req: CoinAmountRequest) -> CoinTransactions:
         amount = parse_amount(req.amount, "amount")
         coin = await self._deployed(artist_id)
         wallet = await self._wallet(user.id, req.address)
@@ -272,9 +272,9 @@ class CoinService:
             raise ValidationError("Amount above the staked balance", fields={
                 "amount": f"above the wallet's staked balance of {staked}"}, details={"staked": str(staked)})
         assert coin.staking_address is not None
-        return Transactions([self._chain.unstake(coin.staking_address, amount)], wallet)
+        return CoinTransactions([self._chain.unstake(coin.staking_address, amount)], wallet)
 
-    async def rewards(self, user: User, artist_id: str, req: RewardsRequest) -> Transactions:
+    async def rewards(self, user: User, artist_id: str, req: RewardsRequest) -> CoinTransactions:
         """approve (when short) + notifyRewardAmount, from the coin's artist wallet (the staking artist)."""
         self._require_owner(user, artist_id)
         amount = parse_amount(req.amount, "amount")
@@ -304,7 +304,7 @@ class CoinService:
         assert coin.staking_address is not None
         txs = await self._approve_if_short(block, coin, wallet, coin.staking_address, amount)
         txs.append(self._chain.notify_reward_amount(coin.staking_address, amount, req.duration_seconds))
-        return Transactions(txs, wallet)
+        return CoinTransactions(txs, wallet)
 
     # ================================================================== staking events
     async def relay_chain_events(self, confirmations: int = 0) -> int:

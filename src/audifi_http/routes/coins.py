@@ -12,7 +12,8 @@ from aiohttp import web
 
 from audifi_core.chain.model import ChainJobView
 from audifi_core.coins.model import (
-    AmountRequest,
+    CoinAmountRequest,
+    CoinTransactions,
     CoinView,
     DeployCoinRequest,
     LiquidityRequest,
@@ -21,7 +22,6 @@ from audifi_core.coins.model import (
     StakeView,
     SwapOut,
     SwapRequest,
-    Transactions,
 )
 from audifi_core.coins.service import CoinService
 from audifi_core.errors import InternalError
@@ -66,7 +66,7 @@ def register(t: RouteTable, config: Any = None) -> None:  # noqa: ARG001 - the c
         return json_response(await _coins(request).pool(request.match_info["artistId"]))
 
     @t.post("/coins/{artistId}/pool/liquidity", summary="Unsigned approve (when short) + addLiquidity; LP tokens "
-            "to the sender", who="auth", body=LiquidityRequest, response=Transactions, idempotent=True, tag=tag,
+            "to the sender", who="auth", body=LiquidityRequest, response=CoinTransactions, idempotent=True, tag=tag,
             errors=(404, 409, 502))
     @idempotent
     async def add_liquidity(request: web.Request) -> web.Response:
@@ -84,23 +84,23 @@ def register(t: RouteTable, config: Any = None) -> None:  # noqa: ARG001 - the c
         return json_response(await _coins(request).swap(ctx.user, request.match_info["artistId"], body))
 
     @t.post("/coins/{artistId}/stake", summary="Unsigned approve (when short) + stake", who="auth",
-            body=AmountRequest, response=Transactions, idempotent=True, tag=tag, errors=(404, 409, 502))
+            body=CoinAmountRequest, response=CoinTransactions, idempotent=True, tag=tag, errors=(404, 409, 502))
     @idempotent
     async def stake(request: web.Request) -> web.Response:
         ctx = await auth_context(request)
-        body = parse(await read_json(request), AmountRequest)
+        body = parse(await read_json(request), CoinAmountRequest)
         return json_response(await _coins(request).stake(ctx.user, request.match_info["artistId"], body))
 
     @t.post("/coins/{artistId}/unstake", summary="Unsigned unstake (at most the staked amount)", who="auth",
-            body=AmountRequest, response=Transactions, idempotent=True, tag=tag, errors=(404, 409, 502))
+            body=CoinAmountRequest, response=CoinTransactions, idempotent=True, tag=tag, errors=(404, 409, 502))
     @idempotent
     async def unstake(request: web.Request) -> web.Response:
         ctx = await auth_context(request)
-        body = parse(await read_json(request), AmountRequest)
+        body = parse(await read_json(request), CoinAmountRequest)
         return json_response(await _coins(request).unstake(ctx.user, request.match_info["artistId"], body))
 
     @t.post("/coins/{artistId}/rewards", summary="Unsigned approve (when short) + notifyRewardAmount from the "
-            "coin's artist wallet", who="owner", body=RewardsRequest, response=Transactions, idempotent=True,
+            "coin's artist wallet", who="owner", body=RewardsRequest, response=CoinTransactions, idempotent=True,
             tag=tag, errors=(404, 409, 502))
     @idempotent
     async def fund_rewards(request: web.Request) -> web.Response:
