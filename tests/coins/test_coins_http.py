@@ -243,6 +243,7 @@ class TestDeployRules:
         assert (await error_of(await client.get(f"/coins/{artist_id}/pool"), 404))["code"] == "COIN_NOT_FOUND"
         await error_of(await client.post(f"/coins/{artist_id}/deploy", json=good), 401)
         await error_of(await client.post(f"/coins/{artist_id}/deploy", json=good, headers=bearer(fan)), 403)
+        await error_of(await client.post(f"/coins/{artist_id}/deploy", json={}, headers=bearer(fan)), 403)
         await error_of(await client.post(f"/coins/{fan['user']['id']}/deploy", json=good, headers=bearer(fan)), 403)
         err = await error_of(await client.post(f"/coins/{artist_id}/deploy", json=good, headers=bearer(s)), 409)
         assert err["details"]["reason"] == "no_linked_wallet"

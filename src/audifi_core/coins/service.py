@@ -104,9 +104,7 @@ class CoinService:
     # ================================================================== deploy
     async def deploy(self, user: User, artist_id: str, req: DeployCoinRequest) -> ChainJobView:
         """Queue the ERC-20 + staking + pool deployment for ``artist_id`` (only that artist may)."""
-        self._require_owner(user, artist_id)
-        if not user.has_role(Role.ARTIST):
-            raise Forbidden("The artist role is required")
+        self.require_owner(user, artist_id, artist_role=True)
         supply = validate_coin_params(req.name, req.symbol, req.initial_supply)
         now = self._clock.now()
         async with self._uow() as u:
@@ -276,7 +274,7 @@ class CoinService:
 
     async def rewards(self, user: User, artist_id: str, req: RewardsRequest) -> CoinTransactions:
         """approve (when short) + notifyRewardAmount, from the coin's artist wallet (the staking artist)."""
-        self._require_owner(user, artist_id)
+        self.require_owner(user, artist_id)
         amount = parse_amount(req.amount, "amount")
         if isinstance(req.duration_seconds, bool) or not 1 <= req.duration_seconds <= MAX_DURATION:
             raise ValidationError("Invalid duration", fields={"durationSeconds": f"1…{MAX_DURATION} seconds"})
@@ -347,9 +345,12 @@ class CoinService:
 
     # ================================================================== helpers
     @staticmethod
-    def _require_owner(user: User, artist_id: str) -> None:
+    def require_owner(user: User, artist_id: str, *, artist_role: bool = False) -> None:
+        """403 unless ``user`` is that artist (and, with ``artist_role``, has the artist role)."""
         if user.id != artist_id:
             raise Forbidden("Only the artist may do this for their coin", details={"artistId": artist_id})
+        if artist_role and not user.has_role(Role.ARTIST):
+            raise Forbidden("The artist role is required")
 
     async def _coin_in(self, u: UnitOfWork, artist_id: str) -> ArtistCoin:
         coin: ArtistCoin | None = await u.coins.get(artist_id)  # type: ignore[attr-defined]

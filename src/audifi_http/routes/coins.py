@@ -51,6 +51,7 @@ def register(t: RouteTable, config: Any = None) -> None:  # noqa: ARG001 - the c
     @idempotent
     async def deploy_coin(request: web.Request) -> web.Response:
         ctx = await auth_context(request)
+        CoinService.require_owner(ctx.user, request.match_info["artistId"], artist_role=True)
         body = parse(await read_json(request), DeployCoinRequest)
         job = await _coins(request).deploy(ctx.user, request.match_info["artistId"], body)
         return json_response(job, status=202)
@@ -105,6 +106,7 @@ def register(t: RouteTable, config: Any = None) -> None:  # noqa: ARG001 - the c
     @idempotent
     async def fund_rewards(request: web.Request) -> web.Response:
         ctx = await auth_context(request)
+        CoinService.require_owner(ctx.user, request.match_info["artistId"])
         body = parse(await read_json(request), RewardsRequest)
         return json_response(await _coins(request).rewards(ctx.user, request.match_info["artistId"], body))
 
