@@ -19,6 +19,10 @@ EVENT_TYPES = frozenset({
     "dividend.deposited",
     "payment.succeeded",
     "share.transferred",
+    "coin.deployed",
+    "coin.staked",
+    "coin.unstaked",
+    "coin.reward_paid",
 })
 
 
