@@ -154,3 +154,45 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
     dsn = request.getfixturevalue("pg_clean")
     prefix = request.getfixturevalue("redis_prefix")
     return base_config(tmp_path, database_url=dsn, redis_url=REDIS_URL, redis_prefix=prefix)
+
+
+# ---------------------------------------------------------------------------------------------
+# A watchdog: when one test runs over 60 s, print every asyncio task's stack (pytest-timeout
+# then fails it at 300 s with the threads' stacks), so a hang in CI says where it is.
+def _task_watchdog() -> dict:
+    import gc
+    import sys
+    import threading
+    import time
+
+    state = {"since": time.monotonic(), "test": ""}
+
+    def watch() -> None:
+        while True:
+            time.sleep(10)
+            if time.monotonic() - state["since"] < 60:
+                continue
+            print(f"\n=== slow test {state['test']}: asyncio tasks ===", file=sys.__stderr__, flush=True)
+            for obj in gc.get_objects():
+                if isinstance(obj, asyncio.AbstractEventLoop) and obj.is_running():
+                    for task in list(asyncio.all_tasks(obj)):
+                        frames = task.get_stack(limit=10)
+                        where = " <- ".join(f"{f.f_code.co_name}@{Path(f.f_code.co_filename).name}:{f.f_lineno}"
+                                            for f in frames)
+                        print(f"  {task.get_name()}: {where}", file=sys.__stderr__, flush=True)
+            state["since"] = time.monotonic()
+
+    threading.Thread(target=watch, name="task-watchdog", daemon=True).start()
+    return state
+
+
+_WATCH = _task_watchdog()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    import time
+
+    _WATCH["since"], _WATCH["test"] = time.monotonic(), item.nodeid
+    yield
+    _WATCH["since"] = time.monotonic()
