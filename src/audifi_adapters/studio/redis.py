@@ -84,12 +84,12 @@ class RedisBroadcaster:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=2.0)  # never hang a shutdown on a stuck read
             self._task = None
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+                async with asyncio.timeout(2.0):
+                    await self._pubsub.aclose()
             self._pubsub = None
 
     async def publish(self, topic: str, message: dict[str, Any]) -> None:
