@@ -40,8 +40,16 @@ class PostgresDatabase:
                                          init=_init, command_timeout=30)
         return cls(pool, size, dsn)
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, grace: float = 10.0) -> None:
+        """Close the pool; connections still held after ``grace`` seconds are terminated."""
+        try:
+            await asyncio.wait_for(self.pool.close(), grace)
+        except TimeoutError:
+            import structlog
+
+            structlog.get_logger("audifi.postgres").error("pool_close_timed_out", held=self.pool.get_size()
+                                                          - self.pool.get_idle_size())
+            self.pool.terminate()
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
