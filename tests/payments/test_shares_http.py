@@ -4,6 +4,7 @@ stand-in and webhooks signed with the test secret, on the in-process EVM (memory
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -268,3 +269,116 @@ class TestRecovery:
         assert sorted(held) == sorted(c.token_ids)
         assert (await checkout_row(client, body["sessionId"])).settled
         assert (await master_view(client, mid))["ipo"]["sharesSold"] == 2
+
+
+def pi_of(standin, session_id: str) -> str:
+    return standin.stripe.sessions[session_id]["payment_intent"]
+
+
+async def wait_confirmed(client, job_id: str) -> None:
+    async def done() -> bool:
+        return await job_status(client, job_id) == "confirmed"
+
+    await until(done)
+
+
+class TestReversals:
+    async def test_a_refund_in_the_hold_period_returns_the_shares(self, client, clock, standin) -> None:
+        """Refunded within the hold: the ids go back from the custodial address to the treasury (one
+        return job, however often the event comes) and leave the buyer's holdings."""
+        _, mid = await live_ipo(client, clock, 20)
+        fan = await sign_in(client, "refund@example.com")
+        body = await paid(client, standin, fan, mid, 2)
+        c = await checkout_row(client, body["sessionId"])
+        await wait_confirmed(client, c.transfer_job_id)
+        before = len(standin.stripe.events)
+        standin.stripe.create_refund({"payment_intent": pi_of(standin, body["sessionId"])})
+        await deliver_many(client, standin.stripe.events[before:], times=5)
+        c = await checkout_row(client, body["sessionId"])
+        assert c.reversal.value == "refund" and c.return_job_id
+        await wait_confirmed(client, c.return_job_id)
+        treasury = platform_of(client).masters.treasury
+        for t in c.token_ids:
+            assert (await owner_of(client, mid, t)).lower() == treasury.lower()
+        job = await platform_of(client).jobs.load(c.return_job_id)
+        assert job.op_key == "pay:return:" + body["sessionId"] and sorted(job.call.ids) == sorted(c.token_ids)
+
+        async def gone() -> bool:
+            r = await client.get("/user/holdings", headers=bearer(fan))
+            return not [h for h in await r.json() if h["masterId"] == mid]
+
+        await until(gone)
+        c = await checkout_row(client, body["sessionId"])
+        assert c.returned_at is not None and c.settled
+        assert (await service(client).reconcile())["returns_queued"] == 0
+
+    async def test_after_the_hold_a_dispute_leaves_the_shares(self, client, clock, standin) -> None:
+        """A dispute once the hold is over is recorded; the shares stay with the buyer."""
+        _, mid = await live_ipo(client, clock, 20)
+        fan = await sign_in(client, "late-dispute@example.com")
+        body = await paid(client, standin, fan, mid, 1)
+        c = await checkout_row(client, body["sessionId"])
+        await wait_confirmed(client, c.transfer_job_id)
+        assert c.hold_until - clock.now() >= timedelta(days=14)  # new account: longer
+        clock.set(c.hold_until)
+        standin.stripe.dispute(pi_of(standin, body["sessionId"]))
+        await deliver_many(client, standin.events_of("charge.dispute.created"), times=3)
+        c = await checkout_row(client, body["sessionId"])
+        assert c.reversal.value == "dispute" and c.return_job_id is None
+        user = await platform_of(client).auth._get_user(c.user_id)
+        custodial = platform_of(client).masters.custodial_address(user.index)
+        assert (await owner_of(client, mid, c.token_ids[0])).lower() == custodial.lower()
+
+    async def test_a_fraud_warning_before_the_payment_is_seen_delivers_nothing(self, client, clock, standin) -> None:
+        """An early fraud warning delivered before checkout.session.completed: the checkout ends failed, its
+        ids are free again, nothing moves, and the payment is refunded (a task)."""
+        _, mid = await live_ipo(client, clock, 5, maxPerUser=5)
+        fan = await sign_in(client, "fraud@example.com")
+        r = await checkout(client, fan, mid, 5)
+        sid = (await r.json())["sessionId"]
+        before = len(standin.stripe.events)
+        standin.stripe.pay(sid)
+        standin.stripe.early_fraud_warning(pi_of(standin, sid))
+        events = standin.stripe.events[before:]
+        warning = [e for e in events if e["type"].startswith("radar.")]
+        await deliver_many(client, warning, times=2)
+        await deliver_many(client, [e for e in events if e not in warning], times=2)
+        c = await checkout_row(client, sid)
+        assert c.status.value == "failed" and c.transfer_job_id is None
+        other = await sign_in(client, "honest@example.com")
+        assert (await checkout(client, other, mid, 5)).status == 200
+        while await service(client).run_tasks():
+            pass
+        assert standin.stripe.charges[pi_of(standin, sid)]["refunded"] is True
+
+    async def test_refunded_while_the_transfer_failed_nothing_moves(self, client, clock, standin,
+                                                                   monkeypatch) -> None:
+        """Refund after a failed transfer: the reconciler does not retry it (the ids never left the treasury)."""
+        from audifi_core.errors import ChainError
+        _, mid = await live_ipo(client, clock, 10)
+        fan = await sign_in(client, "nothing@example.com")
+        chain = platform_of(client).chain.chain
+        real, armed = chain.broadcast, {"left": 1}
+
+        async def flaky(raw: bytes) -> str:
+            if armed["left"]:
+                armed["left"] -= 1
+                raise ChainError("rejected", details={"reason": "rejected"})
+            return await real(raw)
+
+        monkeypatch.setattr(chain, "broadcast", flaky)
+        body = await paid(client, standin, fan, mid, 1)
+        c = await checkout_row(client, body["sessionId"])
+
+        async def failed() -> bool:
+            return await job_status(client, c.transfer_job_id) == "failed"
+
+        await until(failed)
+        before = len(standin.stripe.events)
+        standin.stripe.create_refund({"payment_intent": pi_of(standin, body["sessionId"])})
+        await deliver_many(client, standin.stripe.events[before:], times=1)
+        rep = await service(client).reconcile()
+        assert rep["transfers_retried"] == 0 and rep["settled"] == 1
+        treasury = platform_of(client).masters.treasury
+        assert (await owner_of(client, mid, c.token_ids[0])).lower() == treasury.lower()
+        assert await job_status(client, c.transfer_job_id) == "failed"

@@ -196,9 +196,12 @@ class Settlement:
         pi = s.payment_intent
         if pi:
             await u.payments.lock_payment(pi)
-            if await u.payments.reversal_of(pi) is not None:  # refunded/disputed before we saw it paid
+            prior = await u.payments.reversal_of(pi)
+            if prior is not None:  # refunded, disputed or flagged before we saw it paid: never delivered
                 if await self.end(u, c, CheckoutStatus.FAILED):
                     await u.payments.update_checkout(c.id, now, payment_intent=pi)
+                    if prior is Reversal.FRAUD_WARNING:
+                        await self._refund_later(u, pi, c.id)
                 return
         user: User | None = await u.users.get(c.user_id)
         amount = s.amount_total if s.amount_total is not None else c.amount.amount
@@ -241,6 +244,10 @@ class Settlement:
             "currency": s.currency or c.amount.currency, "checkoutId": won.session_id or s.id, "plan": c.plan,
             "kind": "subscription"}))
 
+    async def _refund_later(self, u: Any, payment_intent: str, checkout_id: str) -> None:
+        await self._schedule(u, REFUND, f"refund:{payment_intent}",
+                             {"paymentIntent": payment_intent, "checkoutId": checkout_id})
+
     async def _unfulfillable(self, event: GatewayEvent, err: AudifiError) -> None:
         """Paid but the shares cannot be delivered (should not happen: they were reserved): record
         the event, end the checkout and refund the payment (a task)."""
@@ -253,8 +260,7 @@ class Settlement:
             if c is None:
                 return
             if await self.end(u, c, CheckoutStatus.UNFULFILLABLE) and s.payment_intent:
-                await self._schedule(u, REFUND, f"refund:{s.payment_intent}",
-                                     {"paymentIntent": s.payment_intent, "checkoutId": c.id})
+                await self._refund_later(u, s.payment_intent, c.id)
 
     # ================================================================== refunds, disputes
     async def reverse(self, u: Any, payment_intent: str, reason: Reversal) -> None:
@@ -265,6 +271,8 @@ class Settlement:
         c = await u.payments.checkout_by_payment(payment_intent)
         if c is None or c.kind is not CheckoutKind.SHARES:
             return
+        if reason is Reversal.FRAUD_WARNING and c.status is CheckoutStatus.PAID:
+            await self._refund_later(u, payment_intent, c.id)  # refunding beats the dispute that follows
         c = await u.payments.mark_reversed(c.id, reason, now)
         if c is None:
             return
@@ -328,7 +336,12 @@ class Settlement:
                 if task.kind == SYNC_SUBSCRIPTION:
                     await self.sync_subscription(task.payload["subscriptionId"], task.payload.get("userId"))
                 elif task.kind == REFUND:
-                    await self.gateway.refund(task.payload["paymentIntent"], f"refund:{task.payload['checkoutId']}")
+                    try:
+                        await self.gateway.refund(task.payload["paymentIntent"],
+                                                  f"refund:{task.payload['checkoutId']}")
+                    except AudifiError as e:
+                        if e.details.get("code") != "charge_already_refunded":
+                            raise
                 else:
                     log.warning("task_unknown", kind=task.kind)
             except Exception as e:  # noqa: BLE001 - retried with back-off; the task is durable
