@@ -24,6 +24,7 @@ from .coins.reads import Web3CoinReads
 from .coins.store_memory import register_memory_coin_repository
 from .coins.store_postgres import register_postgres_coin_repository
 from .postgres.db import PostgresDatabase
+from .tasks import start_background
 
 __all__ = ["open_context", "relay_forever"]
 
@@ -75,12 +76,4 @@ async def open_context(platform: Any, stack: contextlib.AsyncExitStack, *, run_b
     platform.coins = service
     if run_background:
         interval = float(cfg.setting("COIN_EVENTS_INTERVAL", str(getattr(cfg, "chain_poll_interval", 0.5))) or 0.5)
-        task = asyncio.create_task(relay_forever(service, services.confirmations, interval),
-                                   name="audifi-coin-events")
-
-        async def stop() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        stack.push_async_callback(stop)
+        start_background(stack, relay_forever(service, services.confirmations, interval), "audifi-coin-events")

@@ -33,6 +33,7 @@ from audifi_core.uow import UnitOfWorkFactory
 
 from ..memory.store import InMemoryDatabase
 from ..postgres.db import PostgresDatabase
+from ..tasks import start_background
 from .custody import HdCustody
 from .evm import InProcessEvm
 from .runner import JobRunner, LocalSignerLock, PostgresSignerLock, RunnerSettings, SignerLock
@@ -181,16 +182,7 @@ async def open_chain(config: Any, stack: contextlib.AsyncExitStack, *, uow: Unit
     if run_background:
         for name, coro in (("audifi-chain-runner", runner.run()),
                            ("audifi-chain-indexer", _index_forever(indexer, poll_interval))):
-            services.tasks.append(asyncio.create_task(coro, name=name))
-
-        async def stop() -> None:
-            for t in services.tasks:
-                t.cancel()
-            for t in services.tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
-
-        stack.push_async_callback(stop)
+            services.tasks.append(start_background(stack, coro, name))
     log.info("chain ready: adapter=%s chain_id=%s confirmations=%s factories=%s", adapter, chain_id, n_conf,
              factories)
     return services
