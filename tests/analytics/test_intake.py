@@ -15,7 +15,8 @@ NOW = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
 
 def parse(payload, user_id=None):
     counter = itertools.count()
-    return parse_client_events(payload, now=NOW, user_id=user_id, new_id=lambda: f"gen_{next(counter)}")
+    batch = parse_client_events(payload, now=NOW, user_id=user_id, new_id=lambda: f"gen_{next(counter)}")
+    return batch.events()
 
 
 class TestClientEvents:

@@ -15,7 +15,7 @@ from audifi_adapters.analytics import (
 )
 from audifi_adapters.memory import InMemoryDatabase
 from audifi_adapters.postgres import PostgresDatabase
-from audifi_core.analytics import AnalyticsEvent, Interval, Metrics, Money, Scope
+from audifi_core.analytics import AnalyticsEvent, ClientBatch, Interval, Metrics, Money, Scope
 from audifi_core.notifications import Notification, NotificationKind
 
 T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
@@ -77,6 +77,19 @@ class TestIngest:
         assert await ingest(db, ev("c", at=T0 - 50 * H), ev("d", anon="x")) == 1
         r = await report(db, Scope.MASTER, "m1", T0, T0)
         assert r.totals.plays == 4 and r.totals.unique_listeners == 3
+
+    async def test_client_batches_take_the_bulk_path(self, db):
+        """A client batch (arrival time and user for all) stores like events, dedupes against them too."""
+        batch = ClientBatch(T0, "u5", [("k1", "play", T0, "m1", None, '{"a": 1}'),
+                                       ("k2", "play", T0 + H, "m1", "anon", None),
+                                       ("k3", "page_view", T0, None, "anon", None)])
+        async with db.uow() as u:
+            assert await u.analytics.ingest_client(batch) == 3
+            assert await u.analytics.ingest_client(batch) == 0
+            assert await u.analytics.ingest([ev("k1"), ev("k4", user="u6")]) == 1
+        r = await report(db, Scope.MASTER, "m1", T0, T0 + H)
+        assert [(p.plays, p.unique_listeners) for p in r.series] == [(2, 2), (1, 1)]  # k2 is u5's too
+        assert r.totals.unique_listeners == 2
 
     async def test_rollback_leaves_nothing(self, db):
         """Events ingested in a unit of work that fails are gone, ids included."""

@@ -15,6 +15,7 @@ import attrs
 
 from audifi_core.analytics.model import (
     AnalyticsEvent,
+    ClientBatch,
     Interval,
     MetricsAccumulator,
     Report,
@@ -81,6 +82,9 @@ class InMemoryAnalyticsRepository(_Repo):
                 self._append(self._by_master, e.master_id, seq)
             n += 1
         return n
+
+    async def ingest_client(self, batch: ClientBatch) -> int:
+        return await self.ingest(batch.events())
 
     async def set_master_artist(self, master_id: str, artist_id: str) -> None:
         self._w()

@@ -1,10 +1,11 @@
 """PostgreSQL analytics and notification repositories.
 
-Ingest, in the caller's transaction: ``COPY`` the batch into a session-temporary staging table
-(``ON COMMIT DELETE ROWS``: empty again at every commit, so nothing leaks to the next borrower of
-the pooled connection), then one statement claims the new ids in ``analytics_event_ids`` (in id
-order, so racing batches cannot deadlock), moves exactly those rows into the partitioned
-``analytics_events`` and touches the (master, hour) rows of ``analytics_dirty``.
+Ingest, in the caller's transaction: a client batch is copied (``COPY``) into a session-temporary
+staging table (``ON COMMIT DELETE ROWS``: empty again at every commit, so nothing leaks to the
+next borrower of the pooled connection; arrival time and user are parameters, not columns), then
+one statement claims the new ids in ``analytics_event_ids`` (in id order, so racing batches
+cannot deadlock), moves exactly those rows into the partitioned ``analytics_events`` and touches
+the (master, hour) rows of ``analytics_dirty``. Server events take the same statement from arrays.
 
 Aggregation takes stale (master, hour) marks (``FOR UPDATE SKIP LOCKED``: a mark still held by an
 ingesting transaction stays for the next run) and recomputes the hour and the day of the master
@@ -23,6 +24,7 @@ import orjson
 
 from audifi_core.analytics.model import (
     AnalyticsEvent,
+    ClientBatch,
     Interval,
     Metrics,
     Money,
@@ -40,25 +42,29 @@ __all__ = [
     "PostgresAnalyticsRepository",
     "PostgresNotificationRepository",
     "register_postgres_repositories",
-    "STAGE_DDL",
-    "STAGE_COLUMNS",
-    "MERGE_SQL",
+    "CLIENT_STAGE_DDL",
+    "CLIENT_STAGE_COLUMNS",
+    "CLIENT_MERGE_SQL",
+    "EVENTS_MERGE_SQL",
 ]
 
 AGGREGATE_LOCK = 0x41_4E_41_4C_59_5A_45  # "ANALYZE": one aggregator at a time
 
-STAGE_COLUMNS = ("id", "type", "occurred_at", "received_at", "master_id", "user_id", "anonymous_id", "quantity",
-                 "amount", "currency", "properties")
-STAGE_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS analytics_stage (
-    id text, type text, occurred_at timestamptz, received_at timestamptz, master_id text, user_id text,
-    anonymous_id text, quantity bigint, amount bigint, currency text, properties text
+CLIENT_STAGE_COLUMNS = ("id", "type", "occurred_at", "master_id", "anonymous_id", "properties")
+CLIENT_STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS analytics_client_stage (
+    id text, type text, occurred_at timestamptz, master_id text, anonymous_id text, properties text
 ) ON COMMIT DELETE ROWS
 """
-MERGE_SQL = """
-WITH fresh AS (
+
+
+def _merge(source: str) -> str:
+    """Claim new ids (in id order: racing batches cannot deadlock), insert those rows, touch their buckets."""
+    return f"""
+WITH src AS ({source}),
+fresh AS (
     INSERT INTO analytics_event_ids (id, received_at)
-    SELECT id, received_at FROM analytics_stage ORDER BY id
+    SELECT id, received_at FROM src ORDER BY id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), ins AS (
@@ -66,7 +72,7 @@ WITH fresh AS (
                                   quantity, amount, currency, properties)
     SELECT s.id, s.type, s.occurred_at, s.received_at, s.master_id, s.user_id, s.anonymous_id,
            s.quantity, s.amount, s.currency, s.properties::jsonb
-    FROM analytics_stage s JOIN fresh USING (id)
+    FROM src s JOIN fresh USING (id)
     RETURNING master_id, occurred_at
 ), dirty AS (
     INSERT INTO analytics_dirty (master_id, hour)
@@ -77,6 +83,19 @@ WITH fresh AS (
 )
 SELECT count(*) FROM ins
 """
+
+
+#: Client batches: ``COPY`` into the staging table, then this with ($1 received_at, $2 user_id).
+CLIENT_MERGE_SQL = _merge(
+    "SELECT id, type, occurred_at, $1::timestamptz AS received_at, master_id, $2::text AS user_id, anonymous_id, "
+    "NULL::bigint AS quantity, NULL::bigint AS amount, NULL::text AS currency, properties "
+    "FROM analytics_client_stage")
+#: Any events (server events, a few at a time), as parallel arrays.
+EVENTS_MERGE_SQL = _merge(
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], "
+    "$7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[]) "
+    "AS s(id, type, occurred_at, received_at, master_id, user_id, anonymous_id, quantity, amount, currency, "
+    "properties)")
 
 _COMPUTE_SQL = """
 WITH t AS (
@@ -139,13 +158,16 @@ class PostgresAnalyticsRepository:
     async def ingest(self, events: Sequence[AnalyticsEvent]) -> int:
         if not events:
             return 0
-        return await self.ingest_rows([event_row(e) for e in events])
+        cols = list(zip(*(event_row(e) for e in events), strict=True))
+        return int(await self._c.fetchval(EVENTS_MERGE_SQL, *cols))
 
-    async def ingest_rows(self, rows: list[tuple[Any, ...]]) -> int:
-        """The same from ready rows in ``STAGE_COLUMNS`` order (the HTTP ingest's fast path)."""
-        await self._c.execute(STAGE_DDL)
-        await self._c.copy_records_to_table("analytics_stage", records=rows, columns=STAGE_COLUMNS)
-        return int(await self._c.fetchval(MERGE_SQL))
+    async def ingest_client(self, batch: ClientBatch) -> int:
+        if not batch.rows:
+            return 0
+        await self._c.execute(CLIENT_STAGE_DDL)
+        await self._c.copy_records_to_table("analytics_client_stage", records=batch.rows,
+                                            columns=CLIENT_STAGE_COLUMNS)
+        return int(await self._c.fetchval(CLIENT_MERGE_SQL, batch.received_at, batch.user_id))
 
     async def set_master_artist(self, master_id: str, artist_id: str) -> None:
         changed = await self._c.fetchval(

@@ -1,7 +1,7 @@
 """``StreamBus``: the EventBus port over an event log (Redis Streams, or in memory in dev).
 
 ``publish`` appends to the stream (the outbox relay calls it through :meth:`relay`); each
-``subscribe``\\ d consumer is a consumer group with a worker task per process. When the stream
+subscribed consumer is a consumer group with a worker task per process. When the stream
 cannot take an event (Redis down), :meth:`relay` parks it in PostgreSQL (``bus_unsent``) so
 the outbox can mark it published without losing it; the guardian sends it later.
 """

@@ -15,13 +15,15 @@ from typing import Any
 import orjson
 
 from ..errors import PayloadTooLarge, ValidationError
-from .model import CLIENT_TYPES, MAX_BATCH, MAX_EVENT_BYTES, AnalyticsEvent
+from .model import CLIENT_TYPES, MAX_BATCH, MAX_EVENT_BYTES, ClientBatch, ClientRow
 
 __all__ = ["parse_client_events", "MAX_ID_LENGTH"]
 
 MAX_ID_LENGTH = 128
 _TYPES = ", ".join(sorted(CLIENT_TYPES))
 _DUMPS = orjson.dumps
+_FROMISO = datetime.fromisoformat
+_SLACK = 1024  # room for the other fields, each at most MAX_ID_LENGTH characters
 
 
 def _text(item: dict[str, Any], key: str, where: str) -> str | None:
@@ -47,7 +49,8 @@ def _when(v: Any, where: str, now: datetime) -> datetime:
     return now if d > now else d
 
 
-def _one(item: Any, where: str, now: datetime, user_id: str | None, new_id: Callable[[], str]) -> AnalyticsEvent:
+def _checked(item: Any, where: str, now: datetime, new_id: Callable[[], str]) -> ClientRow:
+    """The slow path: validate every field and say precisely what is wrong."""
     if type(item) is not dict:
         raise ValidationError("Invalid event", fields={where.rstrip(".") or "body": "expected an object"})
     etype = item.get("type")
@@ -61,43 +64,81 @@ def _one(item: Any, where: str, now: datetime, user_id: str | None, new_id: Call
             raise ValidationError("Invalid event", fields={f"{where}properties": "expected an object"})
         raw = _DUMPS(props)
         # Every other field is at most MAX_ID_LENGTH characters, so only big properties can break the limit.
-        if len(raw) + 1024 > MAX_EVENT_BYTES and len(_DUMPS(item)) > MAX_EVENT_BYTES:
+        if len(raw) + _SLACK > MAX_EVENT_BYTES and len(_DUMPS(item)) > MAX_EVENT_BYTES:
             raise PayloadTooLarge(f"An event is over the {MAX_EVENT_BYTES}-byte limit",
                                   details={"limit": MAX_EVENT_BYTES, "field": where.rstrip(".") or "body"})
         props_json = raw.decode()
     eid = _text(item, "id", where) or new_id()
     at = item.get("occurredAt")
-    return AnalyticsEvent(
-        id=eid,
-        type=etype,
-        occurred_at=now if at is None else _when(at, where, now),
-        received_at=now,
-        master_id=_text(item, "masterId", where),
-        user_id=user_id,
-        anonymous_id=_text(item, "anonymousId", where),
-        properties=props_json,
-    )
+    return (eid, etype, now if at is None else _when(at, where, now), _text(item, "masterId", where),
+            _text(item, "anonymousId", where), props_json)
+
+
+def _fast(item: Any, now: datetime, new_id: Callable[[], str]) -> ClientRow | None:
+    """The hot path for well-formed events; ``None`` sends the event through :func:`_checked`."""
+    if type(item) is not dict:
+        return None
+    get = item.get
+    etype = get("type")
+    if etype not in CLIENT_TYPES:
+        return None
+    eid = get("id")
+    if eid is None:
+        eid = new_id()
+    elif type(eid) is not str or not 0 < len(eid) <= MAX_ID_LENGTH:
+        return None
+    master = get("masterId")
+    if master is not None and (type(master) is not str or not 0 < len(master) <= MAX_ID_LENGTH):
+        return None
+    anon = get("anonymousId")
+    if anon is not None and (type(anon) is not str or not 0 < len(anon) <= MAX_ID_LENGTH):
+        return None
+    at = get("occurredAt")
+    if at is None:
+        at = now
+    else:
+        if type(at) is not str:
+            return None
+        try:
+            d = _FROMISO(at)
+        except ValueError:
+            return None
+        if d.tzinfo is None:
+            return None
+        d = d.astimezone(UTC)
+        at = now if d > now else d
+    props = get("properties")
+    if props is None:
+        return (eid, etype, at, master, anon, None)
+    if type(props) is not dict:
+        return None
+    raw = _DUMPS(props)
+    if len(raw) + _SLACK > MAX_EVENT_BYTES:
+        return None
+    return (eid, etype, at, master, anon, raw.decode())
 
 
 def parse_client_events(payload: Any, *, now: datetime, user_id: str | None,
-                        new_id: Callable[[], str]) -> list[AnalyticsEvent]:
-    """Validate one event or a batch; the first duplicate id in a batch wins."""
+                        new_id: Callable[[], str]) -> ClientBatch:
+    """Validate one event or a batch; the first of equal ids in a batch wins."""
     if type(payload) is not dict:
         raise ValidationError("Expected a JSON object", fields={"body": "expected an object"})
     if "batch" not in payload:
-        return [_one(payload, "", now, user_id, new_id)]
+        row = _fast(payload, now, new_id) or _checked(payload, "", now, new_id)
+        return ClientBatch(now, user_id, [row])
     batch = payload["batch"]
     if type(batch) is not list:
         raise ValidationError("Invalid batch", fields={"batch": "expected an array of events"})
     if len(batch) > MAX_BATCH:
         raise PayloadTooLarge(f"A batch holds at most {MAX_BATCH} events",
                               details={"limit": MAX_BATCH, "size": len(batch)})
-    out: list[AnalyticsEvent] = []
+    rows: list[ClientRow] = []
     seen: set[str] = set()
+    add = seen.add
     for i, item in enumerate(batch):
-        e = _one(item, f"batch[{i}].", now, user_id, new_id)
-        if e.id in seen:
+        row = _fast(item, now, new_id) or _checked(item, f"batch[{i}].", now, new_id)
+        if row[0] in seen:
             continue
-        seen.add(e.id)
-        out.append(e)
-    return out
+        add(row[0])
+        rows.append(row)
+    return ClientBatch(now, user_id, rows)

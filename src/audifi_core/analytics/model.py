@@ -29,6 +29,8 @@ __all__ = [
     "DEDUPE_WINDOW",
     "MAX_BUCKETS",
     "AnalyticsEvent",
+    "ClientBatch",
+    "ClientRow",
     "Interval",
     "Scope",
     "Money",
@@ -65,6 +67,26 @@ class AnalyticsEvent:
     amount: int | None = None
     currency: str | None = None
     properties: str | None = None
+
+
+#: One client event as ingested: (id, type, occurred_at, master_id, anonymous_id, properties JSON).
+ClientRow = tuple[str, str, datetime, "str | None", "str | None", "str | None"]
+
+
+@attrs.frozen
+class ClientBatch:
+    """The client events of one request: same arrival time, same (optional) signed-in user."""
+
+    received_at: datetime
+    user_id: str | None
+    rows: list[ClientRow]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def events(self) -> list[AnalyticsEvent]:
+        return [AnalyticsEvent(id=r[0], type=r[1], occurred_at=r[2], received_at=self.received_at, master_id=r[3],
+                               user_id=self.user_id, anonymous_id=r[4], properties=r[5]) for r in self.rows]
 
 
 class Interval(enum.StrEnum):

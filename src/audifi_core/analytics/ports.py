@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from .model import AnalyticsEvent, Interval, Report, Scope
+from .model import AnalyticsEvent, ClientBatch, Interval, Report, Scope
 
 __all__ = ["AnalyticsRepository", "MasterDirectory"]
 
@@ -19,6 +19,10 @@ class AnalyticsRepository(Protocol):
 
         Durable when the unit of work commits; their buckets are marked for re-aggregation.
         """
+        ...
+
+    async def ingest_client(self, batch: ClientBatch) -> int:
+        """The same for one request's client events (the bulk path: ``COPY`` on PostgreSQL)."""
         ...
 
     async def set_master_artist(self, master_id: str, artist_id: str) -> None:

@@ -78,12 +78,12 @@ class AnalyticsService:
         decision = await self._limiter.hit(key, limit, s.window_seconds)
         if not decision.allowed:
             raise RateLimited("Too many event uploads", retry_after=decision.retry_after)
-        events = parse_client_events(payload, now=self._clock.now(), user_id=user_id,
-                                     new_id=lambda: self._ids.new_id("aev"))
-        if events:
+        batch = parse_client_events(payload, now=self._clock.now(), user_id=user_id,
+                                    new_id=lambda: self._ids.new_id("aev"))
+        if batch.rows:
             async with self._uow() as u:
-                await u.analytics.ingest(events)  # type: ignore[attr-defined]
-        return len(events)
+                await u.analytics.ingest_client(batch)  # type: ignore[attr-defined]
+        return len(batch.rows)
 
     async def on_event(self, u: UnitOfWork, event: DomainEvent) -> None:
         """The bus consumer (run inside the unit of work that marks the event processed)."""

@@ -23,7 +23,7 @@ from audifi_core.notifications import NotificationPage
 from ..api import Raw, RouteTable
 from ..keys import PLATFORM
 from ..middleware import auth_context, client_ip, optional_auth, require_role
-from ..serde import json_response, parse, read_body, read_json
+from ..serde import json_response, parse, read_json
 
 __all__ = ["register"]
 
@@ -98,6 +98,22 @@ def _limit(request: web.Request) -> int:
     return int(v)
 
 
+async def _read_all(request: web.Request, limit: int) -> bytes:
+    """The whole body (every chunk, not just the first to arrive), at most ``limit`` bytes (413 beyond)."""
+    too_large = PayloadTooLarge(f"A body is at most {limit} bytes", details={"limit": limit})
+    n = request.content_length
+    if n is not None:
+        if n > limit:
+            raise too_large
+        return await request.content.readexactly(n) if n else b""
+    buf = bytearray()
+    while chunk := await request.content.read(64 * 1024):
+        buf += chunk
+        if len(buf) > limit:
+            raise too_large
+    return bytes(buf)
+
+
 def register(t: RouteTable, config: object = None) -> None:
     tag = "analytics"
 
@@ -106,9 +122,7 @@ def register(t: RouteTable, config: object = None) -> None:
             errors=(413, 429))
     async def ingest_events(request: web.Request) -> web.Response:
         ctx = await optional_auth(request)
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"A body is at most {MAX_BODY_BYTES} bytes", details={"limit": MAX_BODY_BYTES})
-        raw = await read_body(request, MAX_BODY_BYTES)
+        raw = await _read_all(request, MAX_BODY_BYTES)
         try:
             payload = orjson.loads(raw) if raw.strip() else None
         except orjson.JSONDecodeError as e:
