@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
 
@@ -49,7 +50,7 @@ class TestRegister:
         then registered with both addresses and master.registered exactly once."""
         registered_events = events_of(client, "master.registered")
         s = await artist(client, "ann@example.com")
-        audio = wav_bytes(2.0)  # 32 KB of 16-bit PCM
+        audio = wav_bytes(40.0)  # 640 KB of 16-bit PCM: three 256 KiB chunks, a two-level DAG
         r = await upload(client, s, audio, {"title": "Night Drive", "genre": "synthwave", "bpm": 118,
                                             "isrc": "US-S1Z-99-00001", "description": "demo"})
         assert r.status == 201, await r.text()
@@ -141,6 +142,25 @@ async def _status_is(client, mid: str, status: str) -> bool:
     return r.status == 200 and (await r.json())["status"] == status
 
 
+class TestContract:
+    async def test_openapi_describes_every_masters_route(self, client) -> None:
+        """/openapi.json has each API.md masters row, the multipart upload and Idempotency-Key where it applies."""
+        doc = await (await client.get("/openapi.json")).json()
+        paths = doc["paths"]
+        for path, method in [("/masters", "post"), ("/masters", "get"), ("/masters/{id}", "get"),
+                             ("/masters/{id}/ipo", "post"), ("/masters/{id}/mint", "post"),
+                             ("/masters/{id}/shares", "get"), ("/masters/{id}/dividends", "get"),
+                             ("/masters/{id}/dividends/deposit", "post"), ("/masters/{id}/dividends/claim", "post"),
+                             ("/user/holdings", "get")]:
+            assert method in paths[path], (method, path)
+        assert "multipart/form-data" in paths["/masters"]["post"]["requestBody"]["content"]
+        for path in ("/masters", "/masters/{id}/mint", "/masters/{id}/dividends/claim"):
+            assert any(p["name"] == "Idempotency-Key" for p in paths[path]["post"]["parameters"])
+        ipo = doc["components"]["schemas"]["IpoView"]["properties"]
+        assert set(ipo) == {"totalShares", "minted", "pricePerShare", "startsAt", "endsAt", "maxPerUser",
+                            "sharesSold", "status"}
+
+
 class TestLimits:
     async def test_an_upload_over_the_limit_is_413_and_leaves_nothing(self, aiohttp_client, tmp_path, clock) -> None:
         """UPLOAD_LIMIT_BYTES 4096: a 16 KB WAV is refused with 413; no master, no stored object."""
@@ -155,6 +175,37 @@ class TestLimits:
         assert page["items"] == []
         objects = tmp_path / "data" / "ipfs" / "objects"
         assert not objects.exists() or list(objects.iterdir()) == []
+
+
+    async def test_a_large_upload_streams_and_is_never_held_whole(self, aiohttp_client, tmp_path, clock) -> None:
+        """A 24 MB WAV streamed from disk is stored with the CID of its bytes while the process's traced
+        memory never grows by a third of it (the file is never held whole)."""
+        import tracemalloc
+
+        from ..conftest import base_config
+
+        client = await aiohttp_client(create_app(fast(base_config(tmp_path)), clock=clock))
+        s = await artist(client, "stream@example.com")
+        path = tmp_path / "big.wav"
+        header = wav_bytes(0.01)
+        with path.open("wb") as f:
+            f.write(header)
+            block = bytes(range(256)) * 4096  # 1 MiB
+            for _ in range(24):
+                f.write(block)
+        with path.open("rb") as fh:
+            form = aiohttp.FormData()
+            form.add_field("metadata", json.dumps({"title": "Long take"}), content_type="application/json")
+            form.add_field("audio", fh, filename="big.wav", content_type="audio/wav")
+            tracemalloc.start()
+            try:
+                r = await client.post("/masters", data=form, headers=bearer(s))
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+        assert r.status == 201, await r.text()
+        assert (await r.json())["audioCid"] == cid_of_bytes(path.read_bytes())
+        assert peak < path.stat().st_size // 3, peak
 
 
 class TestChainFailures:
