@@ -38,9 +38,16 @@ def service(client: TestClient) -> Any:
 
 
 async def run_tasks(client: TestClient) -> None:
-    """Run the payments tasks now (subscription fetches), until none is due."""
+    """Run the payments tasks now (subscription fetches) and wait until none is left (the background
+    runner may hold some)."""
     while await service(client).run_tasks():
         pass
+
+    async def drained() -> bool:
+        async with platform_of(client).uow(readonly=True) as u:
+            return await u.payments.pending_tasks() == 0
+
+    await until(drained)
 
 
 async def sign_in_many(client: TestClient, prefix: str, n: int) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from .kit import (
     live_ipo,
     master_view,
     owner_of,
+    run_tasks,
     service,
     sign_in_many,
 )
@@ -347,8 +348,7 @@ class TestReversals:
         assert c.status.value == "failed" and c.transfer_job_id is None
         other = await sign_in(client, "honest@example.com")
         assert (await checkout(client, other, mid, 5)).status == 200
-        while await service(client).run_tasks():
-            pass
+        await run_tasks(client)
         assert standin.stripe.charges[pi_of(standin, sid)]["refunded"] is True
 
     async def test_refunded_while_the_transfer_failed_nothing_moves(self, client, clock, standin,
