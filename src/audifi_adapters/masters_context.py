@@ -69,6 +69,7 @@ async def open_context(platform: Any, stack: contextlib.AsyncExitStack, *, run_b
                             content=platform.content, clock=platform.clock, ids=platform.ids,
                             settings=settings_of(cfg))
     service.install_hooks()
+    platform.bus.subscribe("masters.custodial-addresses", service.on_event)
     platform.masters = service
     if run_background:
         interval = float(cfg.setting("MASTER_TICK_INTERVAL", "1.0"))

@@ -541,6 +541,16 @@ class MasterService:
                                                   self._clock.now()))
         return job
 
+    async def on_event(self, event: DomainEvent) -> None:
+        """Bus consumer: remember each new user's custodial address, so the owner's holder list can
+        name them whatever moved shares there (idempotent: an address maps to one user)."""
+        if event.type != "user.registered":
+            return
+        async with self._uow() as u:
+            user = await u.users.get(event.data.get("userId", ""))  # type: ignore[attr-defined]
+            if user is not None:
+                await u.masters.remember_custodial(self.custodial_address(user.index), user.id)  # type: ignore[attr-defined]
+
     # ================================================================== chain job hooks
     def install_hooks(self) -> None:
         """Finish registrations and mints in the unit of work that confirms (or fails) their job."""
