@@ -29,6 +29,7 @@ __all__ = ["StripeStandIn", "decode_form", "TEST_KEY", "TEST_SECRET"]
 
 TEST_KEY = "sk_test_standin_0123456789"
 TEST_SECRET = "whsec_test_standin_secret"
+FORM = web.RequestKey("standin.form", dict)
 _KEY = re.compile(r"^([^\[]+)((?:\[[^\]]*\])*)$")
 
 
@@ -104,7 +105,7 @@ class StripeStandIn:
                 del self.fail_next[prefix]
                 return web.json_response({"error": {"type": "api_error", "message": "Injected failure"}},
                                          status=status)
-        request["form"] = form
+        request[FORM] = form
         try:
             body = await handler(request)
         except LocalStripeError as e:
@@ -113,7 +114,7 @@ class StripeStandIn:
                                                 "Stripe-Version": request.headers.get("Stripe-Version", "")})
 
     def _create(self, request: web.Request, fn: Callable[[dict[str, Any]], Any]) -> Any:
-        form = request["form"]
+        form = request[FORM]
         return self.stripe.idempotent(request.path, request.headers.get("Idempotency-Key"), form, lambda: fn(form))
 
     async def _customers(self, request: web.Request) -> Any:
@@ -138,7 +139,7 @@ class StripeStandIn:
         return self._create(request, lambda f: self.stripe.update_subscription(request.match_info["id"], f))
 
     async def _invoices(self, request: web.Request) -> Any:
-        return self.stripe.list_invoices(request["form"])
+        return self.stripe.list_invoices(request[FORM])
 
     async def _refunds(self, request: web.Request) -> Any:
         return self._create(request, self.stripe.create_refund)
