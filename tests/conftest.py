@@ -157,42 +157,62 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
 
 
 # ---------------------------------------------------------------------------------------------
-# A watchdog: when one test runs over 60 s, print every asyncio task's stack (pytest-timeout
-# then fails it at 300 s with the threads' stacks), so a hang in CI says where it is.
-def _task_watchdog() -> dict:
+# A watchdog: when one test runs over 60 s, record every asyncio task's stack; the run's summary
+# prints them (pytest-timeout fails the test at 300 s), so a hang in CI says where it is.
+_HANG_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / f"audifi-test-hangs-{os.getpid()}.log"
+
+
+def _task_watchdog(state: dict) -> None:  # type: ignore[type-arg]
     import gc
-    import sys
     import threading
     import time
-
-    state = {"since": time.monotonic(), "test": ""}
 
     def watch() -> None:
         while True:
             time.sleep(10)
-            if time.monotonic() - state["since"] < 60:
+            if not state.get("test") or time.monotonic() - state["since"] < 60:
                 continue
-            print(f"\n=== slow test {state['test']}: asyncio tasks ===", file=sys.__stderr__, flush=True)
+            lines = [f"=== slow test {state['test']}: asyncio tasks ==="]
             for obj in gc.get_objects():
-                if isinstance(obj, asyncio.AbstractEventLoop) and obj.is_running():
+                try:
+                    if not (isinstance(obj, asyncio.BaseEventLoop) and obj.is_running()):
+                        continue
                     for task in list(asyncio.all_tasks(obj)):
                         frames = task.get_stack(limit=10)
                         where = " <- ".join(f"{f.f_code.co_name}@{Path(f.f_code.co_filename).name}:{f.f_lineno}"
                                             for f in frames)
-                        print(f"  {task.get_name()}: {where}", file=sys.__stderr__, flush=True)
+                        lines.append(f"  {task.get_name()}: {where}")
+                except Exception as e:  # noqa: BLE001 - a diagnostic must not die
+                    lines.append(f"  (could not read a loop: {e!r})")
+            with _HANG_LOG.open("a") as f:
+                f.write("\n".join(lines) + "\n")
             state["since"] = time.monotonic()
 
     threading.Thread(target=watch, name="task-watchdog", daemon=True).start()
-    return state
 
 
-_WATCH = _task_watchdog()
+def pytest_configure(config: pytest.Config) -> None:
+    import time
+
+    config.stash[_WATCH_KEY] = state = {"since": time.monotonic(), "test": ""}
+    _task_watchdog(state)
+
+
+_WATCH_KEY = pytest.StashKey[dict]()  # type: ignore[type-arg]
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     import time
 
-    _WATCH["since"], _WATCH["test"] = time.monotonic(), item.nodeid
+    state = item.config.stash[_WATCH_KEY]
+    state["since"], state["test"] = time.monotonic(), item.nodeid
     yield
-    _WATCH["since"] = time.monotonic()
+    state["since"], state["test"] = time.monotonic(), ""
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]
+    if _HANG_LOG.exists():
+        terminalreporter.section("slow tests: asyncio tasks")
+        terminalreporter.write(_HANG_LOG.read_text())
+        _HANG_LOG.unlink()
