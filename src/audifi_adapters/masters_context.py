@@ -29,11 +29,12 @@ __all__ = ["open_context", "settings_of", "run_scheduler"]
 log = logging.getLogger("audifi.masters")
 
 
-def settings_of(config: Any) -> MasterSettings:
+def settings_of(config: Any, confirmations: int = 0) -> MasterSettings:
     return MasterSettings(
         daily_quota=int(config.setting("MASTER_DAILY_QUOTA", "10")),
         upload_limit_bytes=int(config.upload_limit_bytes),
         cache_ttl=float(config.setting("MASTER_CACHE_TTL", "1.0")),
+        confirmations=confirmations,
     )
 
 
@@ -67,7 +68,7 @@ async def open_context(platform: Any, stack: contextlib.AsyncExitStack, *, run_b
         platform.checks["content"] = store.check
     service = MasterService(uow=platform.uow, jobs=platform.jobs, chain=platform.chain.chain,
                             content=platform.content, clock=platform.clock, ids=platform.ids,
-                            settings=settings_of(cfg))
+                            settings=settings_of(cfg, int(getattr(platform.chain, "confirmations", 0) or 0)))
     service.install_hooks()
     platform.bus.subscribe("masters.custodial-addresses", service.on_event)
     platform.masters = service

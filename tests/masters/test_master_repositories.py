@@ -278,7 +278,8 @@ class TestProjectionReads:
             assert await u.master_reads.holdings([]) == []
             assert await u.master_reads.mint_positions(SHARES) == [(1, 0), (1, 1), (1, 2)]
         async with store.uow() as u:
-            (seen,) = await u.master_reads.unseen_deposits(10)
+            assert await u.master_reads.unseen_deposits(10, final_block=1) == []
+            (seen,) = await u.master_reads.unseen_deposits(10, final_block=2)
             assert seen[0] == "mst_1" and (seen[1].amount, seen[1].tx_hash, seen[1].at) == (900, "0xt2", T0)
             assert await u.master_reads.mark_seen("0xt2", 0)
             assert not await u.master_reads.mark_seen("0xt2", 0)

@@ -294,11 +294,12 @@ class InMemoryMasterReads(_Repo):
                and str(r.log.args.get("from", "")).lower() == ZERO]
         return sorted(out)
 
-    async def unseen_deposits(self, limit: int) -> list[tuple[str, DividendRecord]]:
+    async def unseen_deposits(self, limit: int, final_block: int | None = None) -> list[tuple[str, DividendRecord]]:
         vaults = {m.dividend_address: m.id for m in self._t("masters").values() if m.dividend_address}
         seen = self._t("master_deposits_seen")
         rows = [r for r in self._t("chain_logs").values() if r.log.event == "DividendDeposited"
-                and r.log.address in vaults and (r.log.tx_hash, r.log.log_index) not in seen]
+                and r.log.address in vaults and (r.log.tx_hash, r.log.log_index) not in seen
+                and (final_block is None or r.log.block_number <= final_block)]
         rows.sort(key=lambda r: (r.log.block_number, r.log.log_index))
         return [(vaults[r.log.address], DividendRecord(r.log.address, r.amount or 0, r.log.tx_hash, r.log.block_number,
                                                        r.log.log_index, r.account, r.at)) for r in rows[:limit]]

@@ -275,13 +275,13 @@ class PostgresMasterReads:
             _ck(shares_address), ZERO)
         return [(r["block_number"], r["log_index"]) for r in rows]
 
-    async def unseen_deposits(self, limit: int) -> list[tuple[str, DividendRecord]]:
+    async def unseen_deposits(self, limit: int, final_block: int | None = None) -> list[tuple[str, DividendRecord]]:
         rows = await self._c.fetch(
             "SELECT m.id, l.address, l.amount, l.tx_hash, l.block_number, l.log_index, l.account, l.at "
             "FROM chain_logs l JOIN masters m ON m.dividend_address = l.address "
             "WHERE l.event = 'DividendDeposited' AND NOT EXISTS (SELECT 1 FROM master_deposits_seen s "
-            "WHERE s.tx_hash = l.tx_hash AND s.log_index = l.log_index) "
-            "ORDER BY l.block_number, l.log_index LIMIT $1", limit)
+            "WHERE s.tx_hash = l.tx_hash AND s.log_index = l.log_index) AND ($2::bigint IS NULL OR l.block_number <= $2) "
+            "ORDER BY l.block_number, l.log_index LIMIT $1", limit, final_block)
         return [(r["id"], DividendRecord(r["address"], int(r["amount"] or 0), r["tx_hash"], r["block_number"],
                                          r["log_index"], r["account"], r["at"])) for r in rows]
 

@@ -149,8 +149,9 @@ class MasterReads(Protocol):
         """``(block, log index)`` of every mint ``Transfer`` of that contract, in chain order."""
         ...
 
-    async def unseen_deposits(self, limit: int) -> list[tuple[str, DividendRecord]]:
-        """``DividendDeposited`` logs of our vaults not marked seen yet: ``(master id, record)``."""
+    async def unseen_deposits(self, limit: int, final_block: int | None = None) -> list[tuple[str, DividendRecord]]:
+        """``DividendDeposited`` logs of our vaults not marked seen yet (at or below ``final_block`` when
+        given), in chain order: ``(master id, record)``."""
         ...
 
     async def mark_seen(self, tx_hash: str, log_index: int) -> bool:

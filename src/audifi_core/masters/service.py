@@ -42,7 +42,14 @@ from audifi_core.chain.model import (
 )
 from audifi_core.chain.ports import Chain
 from audifi_core.content import AUDIO_CONTENT_TYPES, ContentStore, StoredContent
-from audifi_core.errors import Conflict, Forbidden, NotFound, RateLimited, ValidationError
+from audifi_core.errors import (
+    ChainError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    ValidationError,
+)
 from audifi_core.events import DomainEvent
 from audifi_core.ports import Clock, IdGenerator
 from audifi_core.uow import UnitOfWork
@@ -85,6 +92,7 @@ class MasterSettings:
     upload_limit_bytes: int = 200 * 1024 * 1024
     cache_ttl: float = 1.0  # seconds a registered master may be served from this process's memory
     tick_batch: int = 50
+    confirmations: int = 0  # blocks after which a chain log is final (the chain layer's setting)
 
 
 class MasterService:
@@ -659,8 +667,12 @@ class MasterService:
             self._forget(mid)
         for mid in closes:
             closed += await self._close(mid)
+        try:  # a deposit is announced once its block is final (a reorg could still drop it before)
+            final = await self._chain.head() - self.settings.confirmations
+        except ChainError:
+            return {"launched": launched, "closed": closed, "deposits": 0}
         async with self._uow() as u:
-            for mid, rec in await u.master_reads.unseen_deposits(n):  # type: ignore[attr-defined]
+            for mid, rec in await u.master_reads.unseen_deposits(n, final):  # type: ignore[attr-defined]
                 if await u.master_reads.mark_seen(rec.tx_hash, rec.log_index):  # type: ignore[attr-defined]
                     deposits += 1
                     u.emit(self._event("dividend.deposited", {
