@@ -382,3 +382,40 @@ class TestReversals:
         treasury = platform_of(client).masters.treasury
         assert (await owner_of(client, mid, c.token_ids[0])).lower() == treasury.lower()
         assert await job_status(client, c.transfer_job_id) == "failed"
+
+
+class TestLostResponse:
+    async def test_a_session_whose_answer_was_lost_is_finished_by_the_reconciler(self, client, clock, standin,
+                                                                                monkeypatch) -> None:
+        """Stripe made the session but the answer was lost (502 to the buyer): the ids stay reserved (the
+        session could be paid); the reconciler asks again with the same idempotency key, gets that same
+        session, and paying it delivers the ids."""
+        from audifi_core.errors import UpstreamError
+        _, mid = await live_ipo(client, clock, 10)
+        fan = await sign_in(client, "lost@example.com")
+        gw = service(client).gateway
+        real = gw.create_checkout
+
+        async def lost(request, key):
+            await real(request, key)
+            raise UpstreamError("timed out", details={"status": None})
+
+        monkeypatch.setattr(gw, "create_checkout", lost)
+        e = await error_of(await checkout(client, fan, mid, 1), 502)
+        assert e["code"] == "UPSTREAM_ERROR"
+        monkeypatch.setattr(gw, "create_checkout", real)
+        [made] = list(standin.stripe.sessions)
+        uid = (await (await client.get("/me", headers=bearer(fan))).json())["id"]
+        async with platform_of(client).uow(readonly=True) as u:
+            [c] = await u.payments.open_checkouts(uid)
+        assert c.status.value == "creating" and c.token_ids
+        clock.advance(6 * 60)
+        assert (await service(client).reconcile())["creating_finished"] == 1
+        assert len(standin.stripe.sessions) == 1
+        got = await checkout_row(client, made)
+        assert got.id == c.id and got.status.value == "open"
+        before = len(standin.stripe.events)
+        standin.stripe.pay(made)
+        await deliver_many(client, standin.stripe.events[before:], times=2)
+        got = await checkout_row(client, made)
+        assert got.status.value == "paid" and got.token_ids == c.token_ids

@@ -80,6 +80,7 @@ class StripePaymentGateway:
         except stripe.StripeError as e:
             raise UpstreamError(f"Stripe refused or failed: {what}", details={
                 "operation": what, "status": e.http_status, "code": e.code,
+                "type": getattr(e.error, "type", None) if e.error else None,
                 "stripeMessage": (e.user_message or str(e))[:300]}) from e
         return obj.to_dict()
 

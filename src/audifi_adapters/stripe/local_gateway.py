@@ -39,7 +39,8 @@ Deliver = Callable[[bytes, str], Awaitable[Any]]
 
 def _upstream(what: str, e: LocalStripeError) -> UpstreamError:
     return UpstreamError(f"The payment gateway refused: {what}",
-                         details={"operation": what, "status": e.status, "code": e.code, "stripeMessage": e.message})
+                         details={"operation": what, "status": e.status, "code": e.code, "type": e.type,
+                                  "stripeMessage": e.message})
 
 
 class LocalPaymentGateway:

@@ -27,6 +27,7 @@ from audifi_core.errors import (
     NotFound,
     RateLimited,
     Unauthorized,
+    UpstreamError,
     ValidationError,
 )
 from audifi_core.masters.model import MAX_TOTAL_SHARES
@@ -53,6 +54,13 @@ __all__ = ["PaymentsService", "PaymentEntitlements"]
 log = structlog.get_logger("audifi.payments")
 
 _MAX_WITHDRAW = 250
+
+
+def _refused(e: AudifiError) -> bool:
+    """The gateway answered and refused (so it made nothing), as opposed to an unknown outcome."""
+    status = e.details.get("status")
+    return (isinstance(status, int) and 400 <= status < 500 and status not in (409, 429)
+            and e.details.get("type") != "idempotency_error")
 
 
 class PaymentEntitlements:
@@ -156,12 +164,17 @@ class PaymentsService(Settlement):
             price_id=self.settings.price_ids[c.plan])
 
     async def _open_session(self, c: Checkout, request: CheckoutRequest) -> CheckoutView:
-        """Ask the gateway (idempotency key = the checkout id); on failure the reservation ends."""
+        """Ask the gateway (idempotency key = the checkout id). When it refused (a 4xx answer) no session
+        exists and the reservation ends; when the outcome is unknown (network, 5xx) a session may exist,
+        so the checkout stays ``creating`` until the reconciler asks again with the same key."""
         try:
             s = await self.gateway.create_checkout(request, f"checkout:{c.id}")
-        except AudifiError:
-            async with self._uow() as u:
-                await self.end(u, c, CheckoutStatus.FAILED)
+        except AudifiError as e:
+            if _refused(e):
+                async with self._uow() as u:
+                    await self.end(u, c, CheckoutStatus.FAILED)
+            else:
+                log.warning("checkout_outcome_unknown", checkout_id=c.id, error=e.message)
             raise
         async with self._uow() as u:
             p: Any = u.payments  # type: ignore[attr-defined]
@@ -213,7 +226,7 @@ class PaymentsService(Settlement):
             async with self._uow(readonly=True) as u:
                 customer = await u.payments.customer_of(c.user_id)  # type: ignore[attr-defined]
             if customer is None:
-                raise Conflict("no customer")
+                raise UpstreamError("no customer stored for the checkout's user")
             if c.kind is CheckoutKind.SHARES:
                 assert self.shares is not None and c.master_id is not None
                 m = await self.shares.get_master(c.master_id)
@@ -223,9 +236,8 @@ class PaymentsService(Settlement):
             await self._open_session(c, req)
             return True
         except AudifiError as e:
-            if self._clock.now() >= self._expires_at(c.created_at):
-                async with self._uow() as u:
-                    return await self.end(u, c, CheckoutStatus.FAILED)
+            if _refused(e):  # _open_session ended it: the gateway says no such session was made
+                return True
             log.warning("finish_creating_failed", checkout_id=c.id, error=e.message)
             return False
 
