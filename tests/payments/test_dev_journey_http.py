@@ -136,3 +136,11 @@ class TestWithdraw:
             return [h for h in rows if not h["custodial"] and h["shares"] == 2]
 
         await until(at_wallet)
+
+
+class TestDevRoutes:
+    async def test_dev_checkout_is_documented_with_the_local_gateway(self, client) -> None:
+        """With the local gateway live, /dev/checkout/{sessionId}/complete is mounted and documented."""
+        doc = await (await client.get("/openapi.json")).json()
+        assert "post" in doc["paths"]["/dev/checkout/{sessionId}/complete"]
+        assert platform_of(client).adapters["payments"] == "local"

@@ -203,3 +203,25 @@ class TestEntitlementsForStudio:
         await deliver_many(client, standin.events_of("customer.subscription.deleted"), times=1)
         await run_tasks(client)
         assert await ent.has(uid, "vstudio.subscribers") is False
+
+
+class TestContract:
+    async def test_every_payments_row_is_in_the_openapi_document(self, client) -> None:
+        """Each API.md payments row (and the withdrawal) is documented; Stripe-reaching POSTs take an
+        Idempotency-Key; the dev checkout is absent with Stripe."""
+        doc = await (await client.get("/openapi.json")).json()
+        paths = doc["paths"]
+        for path, method in [("/payments/checkout", "post"), ("/payments/webhook", "post"),
+                             ("/payments/portal", "post"), ("/subscriptions", "get"),
+                             ("/subscriptions/cancel", "post"), ("/payments/invoices", "get"),
+                             ("/user/holdings/withdraw", "post")]:
+            assert method in paths[path], path
+        for path in ("/payments/checkout", "/payments/portal", "/subscriptions/cancel", "/user/holdings/withdraw"):
+            names = [p["name"] for p in paths[path]["post"].get("parameters", [])]
+            assert "Idempotency-Key" in names, path
+        schemas = doc["components"]["schemas"]
+        assert set(schemas["CheckoutView"]["properties"]) == {"sessionId", "url", "expiresAt"}
+        assert set(schemas["SubscriptionView"]["properties"]) == {"plan", "status", "currentPeriodEnd",
+                                                                  "cancelAtPeriodEnd", "entitlements"}
+        assert set(schemas["InvoiceView"]["properties"]) == {"id", "amount", "status", "hostedUrl", "createdAt"}
+        assert not any(p.startswith("/dev/checkout") for p in paths)
