@@ -9,6 +9,9 @@ Used by the HTTP edge and by other contexts:
 * V Studio: :meth:`~MasterService.get_master`, :meth:`~MasterService.lock_master`,
   :meth:`~MasterService.shares_held`.
 
+The ledger calls live in ``ledger.py`` and the job hooks and scheduler tick in ``lifecycle.py``, both
+mixed into :class:`MasterService`.
+
 Chain side effects are chain jobs enqueued in the same unit of work as the change that needs them;
 the job hooks installed by :meth:`MasterService.install_hooks` finish the story (``registered``,
 ``minted``) in the unit of work that confirms the job. Share and dividend reads come from the
@@ -29,21 +32,17 @@ from audifi_core.auth.model import Role
 from audifi_core.chain.jobs import ChainJobs
 from audifi_core.chain.model import (
     PLATFORM,
-    ChainJob,
     ChainJobView,
     ClaimDividends,
     DeployMaster,
-    JobError,
     JobKind,
     JobStatus,
     MintShares,
-    TransferShares,
     custody_signer,
 )
 from audifi_core.chain.ports import Chain
 from audifi_core.content import AUDIO_CONTENT_TYPES, ContentStore, StoredContent
 from audifi_core.errors import (
-    ChainError,
     Conflict,
     Forbidden,
     NotFound,
@@ -54,9 +53,10 @@ from audifi_core.events import DomainEvent
 from audifi_core.ports import Clock, IdGenerator
 from audifi_core.uow import UnitOfWork
 
+from .ledger import ShareLedger
+from .lifecycle import CLAIM_CHUNK, DEPLOY_PREFIX, MINT_PREFIX, SUPPLY_PREFIX, Lifecycle, chunks
 from .model import (
     MAX_TOTAL_SHARES,
-    Allocation,
     ClaimOutcome,
     DividendDeposit,
     DividendsView,
@@ -72,18 +72,12 @@ from .model import (
     MasterView,
     Money,
     SharesView,
-    TokenState,
     Transactions,
 )
 from .validation import check_count, check_ipo, parse_address, parse_metadata, parse_wei
 
 __all__ = ["MasterService", "MasterSettings", "DEPLOY_PREFIX", "SUPPLY_PREFIX"]
 
-DEPLOY_PREFIX = "master:deploy:"
-SUPPLY_PREFIX = "master:supply:"
-MINT_PREFIX = "master:mint:"
-CLOSE_PREFIX = "master:ipo-close:"
-CLAIM_CHUNK = 250  # ids per DividendVault.claim / batchTransfer (gas stays well under a block)
 
 
 @attrs.frozen
@@ -95,7 +89,7 @@ class MasterSettings:
     confirmations: int = 0  # blocks after which a chain log is final (the chain layer's setting)
 
 
-class MasterService:
+class MasterService(ShareLedger, Lifecycle):
     def __init__(self, *, uow: Callable[..., UnitOfWork], jobs: ChainJobs, chain: Chain, content: ContentStore,
                  clock: Clock, ids: IdGenerator, settings: MasterSettings = MasterSettings()):
         self._uow = uow
@@ -338,7 +332,7 @@ class MasterService:
         claimable = None
         if address is not None:
             total = 0
-            for chunk in _chunks(ids, CLAIM_CHUNK):
+            for chunk in chunks(ids, CLAIM_CHUNK):
                 total += await self._chain.claimable(vault, tuple(chunk))
             claimable = str(total)
         return DividendsView(total_deposited=str(sum(r.amount for r in records)), per_share=str(per_share),
@@ -438,7 +432,7 @@ class MasterService:
         if not ids:
             raise Conflict(f"No shares of master {master_id} at {address}",
                            details={"masterId": master_id, "address": address})
-        owed = [c for c in _chunks(ids, CLAIM_CHUNK) if await self._chain.claimable(vault, tuple(c)) > 0]
+        owed = [c for c in chunks(ids, CLAIM_CHUNK) if await self._chain.claimable(vault, tuple(c)) > 0]
         if not owed:
             raise Conflict("Nothing to claim", details={"masterId": master_id, "address": address, "claimable": "0"})
         if not is_custodial:
@@ -452,256 +446,6 @@ class MasterService:
                                            user_id, ClaimDividends(vault, tuple(owed[0]), pay_to,
                                                                    custody_signer(user.index)))
         return ClaimOutcome(job=job.view())
-
-    # ================================================================== used by other contexts
-    async def lock_master(self, uow: UnitOfWork, master_id: str, final_cid: str | None, at: datetime) -> Master:
-        """V Studio: set ``finalAudioCid``/``lockedAt`` in the caller's unit of work; ``Conflict`` if locked."""
-        u: Any = uow
-        m = await u.masters.get(master_id)
-        if m is None:
-            raise NotFound(f"Master with ID {master_id} not found", code="MASTER_NOT_FOUND",
-                           details={"masterId": master_id})
-        if not await u.masters.lock(master_id, final_cid, at):
-            raise Conflict(f"Master {master_id} is locked already", details={"masterId": master_id})
-        self._forget(master_id)
-        return attrs.evolve(m, final_audio_cid=final_cid, locked_at=at)
-
-    async def reserve_tokens(self, uow: UnitOfWork, master_id: str, count: int, reservation_id: str) -> list[int]:
-        """Payments: reserve ``count`` specific share ids of a ``live`` IPO under ``reservation_id``.
-
-        A primary key on (master, token id) decides, so concurrent checkouts never share an id. Calling
-        it again with the same reservation id returns the ids reserved the first time. ``Conflict``
-        when the IPO is not live or fewer than ``count`` shares are left (let it roll the unit of work back).
-        """
-        u: Any = uow
-        check_count(count, MAX_TOTAL_SHARES)
-        existing = await u.masters.reservation(reservation_id)
-        if existing:
-            return [t for mid, t, _ in existing if mid == master_id]
-        m = await u.masters.get(master_id)
-        if m is None:
-            raise NotFound(f"Master with ID {master_id} not found", code="MASTER_NOT_FOUND",
-                           details={"masterId": master_id})
-        if m.ipo is None or m.ipo.status(self._clock.now()) is not IpoStatus.LIVE:
-            raise Conflict("Shares are on sale only while the IPO is live", details={"masterId": master_id})
-        ids = await u.masters.take_tokens(master_id, count, reservation_id, TokenState.RESERVED, m.ipo.minted)
-        if len(ids) < count:
-            raise Conflict(f"Only {len(ids)} shares are left", details={"masterId": master_id, "available": len(ids)})
-        return ids
-
-    async def release_tokens(self, uow: UnitOfWork, reservation_id: str) -> int:
-        """Payments: free the ids still reserved under ``reservation_id`` (expired or failed checkout)."""
-        return await uow.masters.release(reservation_id)  # type: ignore[attr-defined]
-
-    async def mark_sold(self, uow: UnitOfWork, reservation_id: str) -> int:
-        """Payments: the reservation was paid; its ids count in the IPO's ``sharesSold``."""
-        n = await uow.masters.mark_sold(reservation_id)  # type: ignore[attr-defined]
-        for mid in {mid for mid, _, _ in await uow.masters.reservation(reservation_id)}:  # type: ignore[attr-defined]
-            self._forget(mid)
-        return n
-
-    async def allocate_from_treasury(self, uow: UnitOfWork, *, master_id: str, user_id: str,
-                                     token_ids: list[int] | None, count: int, op_key: str,
-                                     hold_until: datetime | None) -> ChainJob:
-        """Core use case: move shares from the treasury to the user's custodial address, held until
-        ``hold_until`` (``withdrawableAt``), in the caller's unit of work.
-
-        ``token_ids`` (e.g. a paid reservation's) are transferred as given; ``None`` takes ``count``
-        free ids (entered in the ledger as ``allocated``). One ``TransferShares`` job keyed by ``op_key``:
-        the same key returns the first job and changes nothing more. ``share.transferred`` is emitted
-        when the transfer is confirmed.
-        """
-        u: Any = uow
-        existing = await u.chain_jobs.get_by_op_key(op_key)
-        if existing is not None:
-            return existing
-        m = await u.masters.get(master_id)
-        if m is None:
-            raise NotFound(f"Master with ID {master_id} not found", code="MASTER_NOT_FOUND",
-                           details={"masterId": master_id})
-        shares, _ = self._registered(m)
-        minted = m.ipo.minted if m.ipo is not None else 0
-        if token_ids is None:
-            check_count(count, MAX_TOTAL_SHARES)
-            ids = await u.masters.take_tokens(master_id, count, op_key, TokenState.ALLOCATED, minted)
-            if len(ids) < count:
-                raise Conflict(f"Only {len(ids)} shares are free in the treasury",
-                               details={"masterId": master_id, "available": len(ids)})
-        else:
-            ids = sorted(set(token_ids))
-            if not ids or len(ids) != len(token_ids) or len(ids) != count:
-                raise ValidationError("token_ids must be distinct and count of them", fields={"tokenIds": "bad"})
-            if ids[0] < 1 or ids[-1] > minted:
-                raise Conflict("Some shares are not minted", details={"masterId": master_id})
-            states = await u.masters.token_states(master_id, ids)
-            if any(s is TokenState.ARTIST for s, _ in states.values()):
-                raise Conflict("Some shares went to the artist at the IPO's close", details={"masterId": master_id})
-            await u.masters.enter_tokens(master_id, [i for i in ids if i not in states], op_key,
-                                         TokenState.ALLOCATED)
-        user = await u.users.get(user_id)
-        if user is None:
-            raise NotFound(f"User {user_id} not found", code="USER_NOT_FOUND", details={"userId": user_id})
-        custodial = self.custodial_address(user.index)
-        await u.masters.remember_custodial(custodial, user_id)
-        job = await self._jobs.enqueue(u, JobKind.TRANSFER, op_key, user_id,
-                                       TransferShares(shares, self.treasury, custodial, tuple(ids), PLATFORM))
-        await u.masters.add_allocation(Allocation(job.id, master_id, user_id, custodial, tuple(ids), hold_until,
-                                                  self._clock.now()))
-        return job
-
-    async def on_event(self, event: DomainEvent) -> None:
-        """Bus consumer: remember each new user's custodial address, so the owner's holder list can
-        name them whatever moved shares there (idempotent: an address maps to one user)."""
-        if event.type != "user.registered":
-            return
-        async with self._uow() as u:
-            user = await u.users.get(event.data.get("userId", ""))  # type: ignore[attr-defined]
-            if user is not None:
-                await u.masters.remember_custodial(self.custodial_address(user.index), user.id)  # type: ignore[attr-defined]
-
-    # ================================================================== chain job hooks
-    def install_hooks(self) -> None:
-        """Finish registrations and mints in the unit of work that confirms (or fails) their job."""
-        self._jobs.on_confirmed(JobKind.DEPLOY_MASTER, self._deploy_confirmed)
-        self._jobs.on_failed(JobKind.DEPLOY_MASTER, self._deploy_failed)
-        self._jobs.on_confirmed(JobKind.MINT, self._mint_confirmed)
-        self._jobs.on_failed(JobKind.MINT, self._mint_failed)
-        self._jobs.on_confirmed(JobKind.TRANSFER, self._transfer_confirmed)
-
-    async def _deploy_confirmed(self, uow: UnitOfWork, job: ChainJob) -> None:
-        u: Any = uow
-        if not job.op_key.startswith((DEPLOY_PREFIX, SUPPLY_PREFIX)) or not isinstance(job.call, DeployMaster):
-            return
-        r = job.result or {}
-        mid = job.call.master_id
-        if job.op_key.startswith(SUPPLY_PREFIX):
-            await self._supply_confirmed(u, mid)
-            return
-        if await u.masters.mark_registered(mid, r["sharesAddress"], r["vaultAddress"], self._clock.now()):
-            m = await u.masters.get(mid)
-            u.emit(self._event("master.registered", {
-                "masterId": mid, "artistId": m.artist_id, "title": m.title, "contractAddress": r["sharesAddress"],
-                "dividendAddress": r["vaultAddress"], "audioCid": m.audio_cid, "metadataCid": m.metadata_cid}))
-        self._forget(mid)
-
-    async def _deploy_failed(self, uow: UnitOfWork, job: ChainJob) -> None:
-        u: Any = uow
-        if job.op_key.startswith(DEPLOY_PREFIX) and isinstance(job.call, DeployMaster):
-            await u.masters.mark_failed(job.call.master_id, job.error or JobError("FAILED", "failed"),
-                                        self._clock.now())
-            self._forget(job.call.master_id)
-
-    async def _mint_confirmed(self, uow: UnitOfWork, job: ChainJob) -> None:
-        u: Any = uow
-        if not job.op_key.startswith(MINT_PREFIX) or not isinstance(job.call, MintShares):
-            return
-        m = await u.masters.by_contract(job.call.shares)
-        if m is None:
-            return
-        ipo = await u.masters.add_minted(m.id, job.call.count)
-        r = job.result or {}
-        u.emit(self._event("share.minted", {
-            "masterId": m.id, "jobId": job.id, "count": job.call.count, "firstId": r.get("firstId"),
-            "lastId": r.get("lastId"), "minted": ipo.minted, "totalShares": ipo.total_shares}))
-        await self._launch_if_live(u, m.id, ipo)
-        self._forget(m.id)
-
-    async def _mint_failed(self, uow: UnitOfWork, job: ChainJob) -> None:
-        """A mint reverts when ``maxSupply`` is not set yet (its job was held up): park it until the
-        supply job is confirmed, whose hook queues it again (same op key and opId: never doubled)."""
-        u: Any = uow
-        if not job.op_key.startswith(MINT_PREFIX) or not isinstance(job.call, MintShares):
-            return
-        m = await u.masters.by_contract(job.call.shares)
-        if m is None or m.ipo is None or m.ipo.supply_job_id is None:
-            return
-        supply = await u.chain_jobs.get(m.ipo.supply_job_id)
-        if supply is None or supply.status is JobStatus.CONFIRMED:
-            return
-        await u.masters.park_mint(m.id, job.id)
-        await self._resume_supply_job(u, m.ipo)
-
-    async def _supply_confirmed(self, u: Any, master_id: str) -> None:
-        for job_id in await u.masters.unpark_mints(master_id):
-            job = await u.chain_jobs.get(job_id)
-            if job is not None and job.status is JobStatus.FAILED:
-                await u.chain_jobs.update(attrs.evolve(job, status=JobStatus.QUEUED, error=None,
-                                                       attempts=job.attempts + 1, updated_at=self._clock.now()))
-                await u.chain_jobs.notify()
-
-    async def _transfer_confirmed(self, uow: UnitOfWork, job: ChainJob) -> None:
-        u: Any = uow
-        a = await u.masters.allocation(job.id)
-        if a is None:
-            return
-        u.emit(self._event("share.transferred", {
-            "masterId": a.master_id, "userId": a.user_id, "to": a.address, "tokenIds": list(a.token_ids),
-            "count": len(a.token_ids), "jobId": job.id,
-            "holdUntil": a.hold_until.isoformat() if a.hold_until else None}))
-
-    async def _launch_if_live(self, u: Any, master_id: str, ipo: Ipo | None) -> bool:
-        if ipo is None or ipo.launched_at is not None or ipo.status(self._clock.now()) is not IpoStatus.LIVE:
-            return False
-        if not await u.masters.mark_launched(master_id, self._clock.now()):
-            return False
-        u.emit(self._event("ipo.launched", {
-            "masterId": master_id, "totalShares": ipo.total_shares,
-            "pricePerShare": {"amount": ipo.price.amount, "currency": ipo.price.currency},
-            "startsAt": ipo.starts_at.isoformat(), "endsAt": ipo.ends_at.isoformat()}))
-        return True
-
-    # ================================================================== the scheduler's tick
-    async def tick(self) -> dict[str, int]:
-        """Launch IPOs that went live (``ipo.launched`` once), close ended ones (unsold shares to the
-        artist), and emit ``dividend.deposited`` once per deposit the indexer saw."""
-        now = self._clock.now()
-        n = self.settings.tick_batch
-        async with self._uow(readonly=True) as u:
-            launches = await u.masters.due_launches(now, n)  # type: ignore[attr-defined]
-            closes = await u.masters.due_closes(now, n)  # type: ignore[attr-defined]
-        launched = closed = deposits = 0
-        for mid in launches:
-            async with self._uow() as u:
-                m = await u.masters.get(mid)  # type: ignore[attr-defined]
-                launched += await self._launch_if_live(u, mid, m.ipo if m else None)
-            self._forget(mid)
-        for mid in closes:
-            closed += await self._close(mid)
-        try:  # a deposit is announced once its block is final (a reorg could still drop it before)
-            final = await self._chain.head() - self.settings.confirmations
-        except ChainError:
-            return {"launched": launched, "closed": closed, "deposits": 0}
-        async with self._uow() as u:
-            for mid, rec in await u.master_reads.unseen_deposits(n, final):  # type: ignore[attr-defined]
-                if await u.master_reads.mark_seen(rec.tx_hash, rec.log_index):  # type: ignore[attr-defined]
-                    deposits += 1
-                    u.emit(self._event("dividend.deposited", {
-                        "masterId": mid, "vault": rec.vault, "amount": str(rec.amount), "txHash": rec.tx_hash,
-                        "logIndex": rec.log_index, "blockNumber": rec.block_number}))
-        return {"launched": launched, "closed": closed, "deposits": deposits}
-
-    async def _close(self, master_id: str) -> int:
-        """Once: shares neither sold nor reserved (nor allocated) go from the treasury to the artist."""
-        async with self._uow() as u:
-            if not await u.masters.mark_closed(master_id, self._clock.now()):  # type: ignore[attr-defined]
-                return 0
-            m = await u.masters.get(master_id)  # type: ignore[attr-defined]
-            if m is None or m.ipo is None or m.contract_address is None:
-                return 1
-            ids = await u.masters.take_tokens(master_id, m.ipo.minted, CLOSE_PREFIX + master_id,  # type: ignore[attr-defined]
-                                              TokenState.ARTIST, m.ipo.minted)
-            wallets, custodial = await self._addresses_of(u, m.artist_id)
-            to = wallets[0] if wallets else custodial
-            for i, chunk in enumerate(_chunks(ids, CLAIM_CHUNK)):
-                await self._jobs.enqueue(u, JobKind.TRANSFER, f"{CLOSE_PREFIX}{master_id}:{i}", m.artist_id,
-                                         TransferShares(m.contract_address, self.treasury, to, tuple(chunk),
-                                                        PLATFORM))
-        self._forget(master_id)
-        return 1
-
-
-def _chunks(items: list[int], size: int) -> list[list[int]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def _count_before(positions: list[tuple[int, int]], at: tuple[int, int]) -> int:
