@@ -154,7 +154,7 @@ class TestContract:
                              ("/user/holdings", "get")]:
             assert method in paths[path], (method, path)
         assert "multipart/form-data" in paths["/masters"]["post"]["requestBody"]["content"]
-        for path in ("/masters", "/masters/{id}/mint", "/masters/{id}/dividends/claim"):
+        for path in ("/masters", "/masters/{id}/ipo", "/masters/{id}/mint", "/masters/{id}/dividends/claim"):
             assert any(p["name"] == "Idempotency-Key" for p in paths[path]["post"]["parameters"])
         ipo = doc["components"]["schemas"]["IpoView"]["properties"]
         assert set(ipo) == {"totalShares", "minted", "pricePerShare", "startsAt", "endsAt", "maxPerUser",

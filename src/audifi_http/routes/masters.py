@@ -175,7 +175,8 @@ def register(t: RouteTable, config: Any = None) -> None:  # noqa: C901 - one clo
         return json_response(view)
 
     @t.post("/masters/{id}/ipo", summary="Configure the master's IPO (once)", who="owner", body=IpoBody,
-            response=IpoView, errors=(404, 409), tag="masters")
+            response=IpoView, errors=(404, 409), idempotent=True, tag="masters")
+    @idempotent
     async def configure_ipo(request: web.Request) -> web.Response:
         ctx = await auth_context(request)
         body = parse(await read_json(request), IpoBody)
