@@ -122,7 +122,8 @@ class OutboxRelay:
     async def run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                async with asyncio.timeout(self._interval):  # cancellation-safe, unlike 3.11's wait_for
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

@@ -201,7 +201,10 @@ class JobRunner:
                     except Exception:  # noqa: BLE001 - keep signing; the job state is durable
                         log.exception("job runner: tick failed")
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._s.poll_interval)
+                        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                        # that races the inner wait finishing, and the runner would never stop.
+                        async with asyncio.timeout(self._s.poll_interval):
+                            await self._wake.wait()
                     self._wake.clear()
             finally:
                 await self._lock.release()
