@@ -130,7 +130,8 @@ class TestCheckouts:
             assert (await u.payments.get_checkout("chk_1")).status is won[0].status
 
     async def test_reversal_once_and_only_when_paid(self, uow) -> None:
-        """mark_reversed: not while open; once when paid; the first reason stays; it unsettles."""
+        """mark_reversed: not while open; once when paid; the first reason stays; it unsettles; the ids are
+        "returning" until returned."""
         await add(uow, checkout(payment_intent="pi_9"))
         async with uow() as u:
             p = u.payments
@@ -140,6 +141,10 @@ class TestCheckouts:
             c = await p.mark_reversed("chk_1", Reversal.DISPUTE, T0)
             assert c.reversal is Reversal.DISPUTE and not c.settled
             assert await p.mark_reversed("chk_1", Reversal.REFUND, T0) is None
+            assert [c.id for c in await p.returning("usr_1", "mst_1")] == ["chk_1"]
+            assert await p.returning("usr_1", "mst_2") == []
+            await p.update_checkout("chk_1", T0, returned_at=T0)
+            assert await p.returning("usr_1", "mst_1") == []
             assert await p.record_reversal("pi_9", Reversal.DISPUTE, T0)
             assert not await p.record_reversal("pi_9", Reversal.REFUND, T0)
             assert await p.reversal_of("pi_9") is Reversal.DISPUTE

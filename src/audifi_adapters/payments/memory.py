@@ -142,6 +142,11 @@ class InMemoryPaymentsRepository:
                 and not c.settled and (after is None or c.id > after)]
         return sorted(rows, key=lambda c: c.id)[:limit]
 
+    async def returning(self, user_id: str, master_id: str) -> list[Checkout]:
+        return [c for c in self._checkouts.values() if c.user_id == user_id and c.master_id == master_id
+                and c.status is CheckoutStatus.PAID and c.reversal is not None and c.returned_at is None
+                and c.reversed_at is not None and (c.hold_until is None or c.reversed_at < c.hold_until)]
+
     async def mark_settled(self, checkout_id: str) -> None:
         self._w()
         c = self._checkouts.get(checkout_id)

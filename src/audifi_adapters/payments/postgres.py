@@ -160,6 +160,13 @@ class PostgresPaymentsRepository:
             "AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $1", limit, after)
         return [_checkout(r) for r in rows]
 
+    async def returning(self, user_id: str, master_id: str) -> list[Checkout]:
+        rows = await self._c.fetch(
+            "SELECT * FROM payment_checkouts WHERE user_id = $1 AND master_id = $2 AND status = 'paid' "
+            "AND reversal IS NOT NULL AND returned_at IS NULL AND (hold_until IS NULL OR reversed_at < hold_until)",
+            user_id, master_id)
+        return [_checkout(r) for r in rows]
+
     async def mark_settled(self, checkout_id: str) -> None:
         await self._c.execute("UPDATE payment_checkouts SET settled = true WHERE id = $1", checkout_id)
 

@@ -119,6 +119,11 @@ class PaymentsRepository(Protocol):
         """Paid share checkouts not yet settled (transfer not confirmed, or a reversal not returned)."""
         ...
 
+    async def returning(self, user_id: str, master_id: str) -> list[Checkout]:
+        """The user's paid checkouts of the master reversed within their hold whose ids are not back in
+        the treasury yet (a withdrawal must not take those ids)."""
+        ...
+
     async def mark_settled(self, checkout_id: str) -> None:
         """The reconciler need not look at it again (transfer confirmed and nothing to return)."""
         ...

@@ -341,7 +341,10 @@ class PaymentsService(Settlement):
                 raise Conflict("These shares are still in their hold period",
                                details={"masterId": master_id, "withdrawableAt": hold.isoformat()})
             custodial = self.shares.custodial_address(user.index)
-            ids = await u.chain_projection.tokens_of(m.contract_address, custodial, count)  # type: ignore[attr-defined]
+            going_back = {t for c in await u.payments.returning(ctx.user_id, master_id)  # type: ignore[attr-defined]
+                          for t in c.token_ids}
+            ids = [t for t in await u.chain_projection.tokens_of(  # type: ignore[attr-defined]
+                m.contract_address, custodial, count + len(going_back)) if t not in going_back]
         if len(ids) < count:
             raise Conflict(f"Only {len(ids)} shares of this master are held for you",
                            details={"masterId": master_id, "available": len(ids)})

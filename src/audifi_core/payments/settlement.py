@@ -437,7 +437,8 @@ class Settlement:
             c = await u.payments.get_checkout(checkout_id)  # type: ignore[attr-defined]
             if c is None or c.status is not CheckoutStatus.PAID or c.master_id is None:
                 return None
-            transfer = await u.chain_jobs.get(c.transfer_job_id) if c.transfer_job_id else None  # type: ignore[attr-defined]
+            # locked: another instance's reconciler or the job runner may be looking at it right now
+            transfer = await u.chain_jobs.lock(c.transfer_job_id) if c.transfer_job_id else None  # type: ignore[attr-defined]
             if transfer is None:
                 if c.reversal is not None:
                     await u.payments.mark_settled(c.id)  # type: ignore[attr-defined]
@@ -460,7 +461,7 @@ class Settlement:
                 return "settled"
             if c.return_job_id is None:
                 return "returns_queued" if await self._return_shares(u, c, transfer) else None
-            ret = await u.chain_jobs.get(c.return_job_id)  # type: ignore[attr-defined]
+            ret = await u.chain_jobs.lock(c.return_job_id)  # type: ignore[attr-defined]
             if ret is not None and ret.status is JobStatus.FAILED:
                 await self._requeue(u, ret)
                 return "returns_retried"
