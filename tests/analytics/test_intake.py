@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
-from audifi_core.analytics import MAX_BATCH, MAX_EVENT_BYTES, parse_client_events
+from audifi_core.analytics import MAX_BATCH, MAX_EVENT_BYTES, parse_client_body, parse_client_events
 from audifi_core.errors import PayloadTooLarge, ValidationError
 
 NOW = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
@@ -74,3 +75,50 @@ class TestClientEvents:
         assert e.value.details == {"limit": MAX_EVENT_BYTES, "field": "batch[1]"}
         fits = {"type": "play", "properties": {"blob": "x" * (MAX_EVENT_BYTES - 200)}}
         assert len(parse(fits)) == 1
+
+
+def body(payload) -> bytes:
+    return orjson.dumps(payload)
+
+
+def parse_raw(raw: bytes, user_id=None):
+    counter = itertools.count()
+    return parse_client_body(raw, now=NOW, user_id=user_id, new_id=lambda: f"gen_{next(counter)}")
+
+
+class TestClientBody:
+    def test_the_typed_decoder_agrees_with_the_careful_path(self):
+        """Straight from bytes, a valid batch gives exactly the rows the dict path gives."""
+        payload = {"batch": [
+            {"id": "a", "type": "play", "occurredAt": "2026-05-01T13:00:00+02:00", "masterId": "m",
+             "anonymousId": "x", "properties": {"k": [1, 2], "s": "é"}},
+            {"type": "skip", "properties": None}, {"id": "a", "type": "complete"},
+            {"type": "share_view", "occurredAt": "2030-01-01T00:00:00Z", "extra": True},
+        ]}
+        fast = parse_raw(body(payload), user_id="u1")
+        careful = parse_client_events(payload, now=NOW, user_id="u1", new_id=iter(["gen_0", "gen_1"]).__next__)
+        assert fast == careful
+        assert fast.rows[0][2] == datetime(2026, 5, 1, 11, tzinfo=UTC) and fast.rows[2][2] == NOW
+        assert orjson.loads(fast.rows[0][5]) == {"k": [1, 2], "s": "é"}
+        assert [r[0] for r in parse_raw(body({"type": "play"})).rows] == ["gen_0"]
+
+    @pytest.mark.parametrize("raw, error, where", [
+        (b'{"batch": [{"type": "nope"}]}', ValidationError, "batch[0].type"),
+        (b'{"type": "play", "occurredAt": "2026-05-01T10:00:00"}', ValidationError, "occurredAt"),
+        (b'{"type": "play", "id": ""}', ValidationError, "id"),
+        (b'{"batch": [{"type": "play", "properties": [1]}]}', ValidationError, "batch[0].properties"),
+        (b'{"type": "play"', ValidationError, "body"),
+        (b'[1, 2]', ValidationError, "body"),
+    ])
+    def test_refused_bodies_get_the_precise_error(self, raw, error, where):
+        """What the typed decoder refuses is explained by the careful path, field by field."""
+        with pytest.raises(error) as e:
+            parse_raw(raw)
+        assert where in e.value.fields
+
+    def test_limits_from_bytes(self):
+        """Over 1000 events or an event over 32 KB: 413 from the bytes path too."""
+        with pytest.raises(PayloadTooLarge):
+            parse_raw(body({"batch": [{"type": "play"}] * (MAX_BATCH + 1)}))
+        with pytest.raises(PayloadTooLarge):
+            parse_raw(body({"type": "play", "properties": {"x": "y" * MAX_EVENT_BYTES}}))

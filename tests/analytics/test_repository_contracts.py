@@ -273,7 +273,8 @@ class TestPostgresOnly:
             got = await asyncio.gather(*(one(ids[k:] + ids[:k]) for k in (0, 50, 100, 150, 199)))
             assert sum(got) == 200
             async with pg.uow() as u:
-                assert await u.analytics.aggregate() == 1
+                assert 1 <= await u.analytics.aggregate() <= 5  # a mark per batch that stored something
+                assert await u.analytics.aggregate() == 0
             c = await asyncpg.connect(pg_dsn_clean)
             try:
                 row = await c.fetchrow("SELECT plays, listeners FROM analytics_hourly WHERE scope = 'master' "

@@ -4,13 +4,15 @@ Ingest, in the caller's transaction: a client batch is copied (``COPY``) into a 
 staging table (``ON COMMIT DELETE ROWS``: empty again at every commit, so nothing leaks to the
 next borrower of the pooled connection; arrival time and user are parameters, not columns), then
 one statement claims the new ids in ``analytics_event_ids`` (in id order, so racing batches
-cannot deadlock), moves exactly those rows into the partitioned ``analytics_events`` and touches
-the (master, hour) rows of ``analytics_dirty``. Server events take the same statement from arrays.
+cannot deadlock), moves exactly those rows into the partitioned ``analytics_events`` and appends a
+mark per (master, hour) to ``analytics_dirty`` (no unique key, so batches of the same hot bucket
+never queue on a row lock). Server events take the same statement from arrays.
 
-Aggregation takes stale (master, hour) marks (``FOR UPDATE SKIP LOCKED``: a mark still held by an
-ingesting transaction stays for the next run) and recomputes the hour and the day of the master
-and of its artist from the events, so late events and replays can never skew a summary. Reports
-read the summaries and compute the still-stale buckets from the events, in one snapshot.
+Aggregation takes the (master, hour) marks committed so far (each committed with its events, so
+the events behind every mark it sees are visible to its next statement) and recomputes the hour
+and the day of the master and of its artist from the events, so late events and replays can
+never skew a summary; marks committed meanwhile wait for the next run. Reports read the
+summaries and compute the still-stale buckets from the events, in one snapshot.
 """
 
 from __future__ import annotations
@@ -78,8 +80,6 @@ fresh AS (
     INSERT INTO analytics_dirty (master_id, hour)
     SELECT DISTINCT master_id, date_trunc('hour', occurred_at, 'UTC') FROM ins
     WHERE master_id IS NOT NULL
-    ORDER BY 1, 2
-    ON CONFLICT (master_id, hour) DO UPDATE SET touched_at = now()
 )
 SELECT count(*) FROM ins
 """
@@ -178,8 +178,7 @@ class PostgresAnalyticsRepository:
             await self._c.execute(
                 "INSERT INTO analytics_dirty (master_id, hour) "
                 "SELECT DISTINCT master_id, date_trunc('hour', occurred_at, 'UTC') FROM analytics_events "
-                "WHERE master_id = $1 ORDER BY 1, 2 "
-                "ON CONFLICT (master_id, hour) DO UPDATE SET touched_at = now()", master_id)
+                "WHERE master_id = $1", master_id)
 
     async def artist_of(self, master_id: str) -> str | None:
         return await self._c.fetchval("SELECT artist_id FROM analytics_masters WHERE master_id = $1", master_id)
@@ -205,12 +204,13 @@ class PostgresAnalyticsRepository:
     async def aggregate(self, limit: int = 2000) -> int:
         if not await self._c.fetchval("SELECT pg_try_advisory_xact_lock($1)", AGGREGATE_LOCK):
             return 0  # another instance is aggregating; its run covers these marks or the next one will
-        marks = await self._c.fetch(
-            "DELETE FROM analytics_dirty d USING ("
-            "  SELECT master_id, hour FROM analytics_dirty ORDER BY master_id, hour LIMIT $1 FOR UPDATE SKIP LOCKED"
-            ") s WHERE d.master_id = s.master_id AND d.hour = s.hour RETURNING d.master_id, d.hour", limit)
-        if not marks:
+        taken = await self._c.fetch(
+            "DELETE FROM analytics_dirty WHERE ctid = ANY(ARRAY("
+            "  SELECT ctid FROM analytics_dirty LIMIT $1 FOR UPDATE SKIP LOCKED"
+            ")) RETURNING master_id, hour", limit)
+        if not taken:
             return 0
+        marks = [{"master_id": m, "hour": h} for m, h in sorted({(r["master_id"], r["hour"]) for r in taken})]
         owners = dict(await self._c.fetch(
             "SELECT master_id, artist_id FROM analytics_masters WHERE master_id = ANY($1::text[])",
             list({m["master_id"] for m in marks})))
@@ -230,7 +230,7 @@ class PostgresAnalyticsRepository:
                 [computed[k][0].plays for k in keys], [computed[k][0].unique_listeners for k in keys],
                 [computed[k][0].votes for k in keys], [computed[k][0].shares_sold for k in keys],
                 [orjson.dumps(computed[k][1]).decode() for k in keys])
-        return len(marks)
+        return len(taken)
 
     async def report(self, scope: Scope, scope_id: str, start: datetime, end: datetime,
                      interval: Interval) -> Report:

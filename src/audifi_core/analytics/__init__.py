@@ -1,6 +1,6 @@
 """The analytics context: client and server events, hourly/daily summaries, dashboards."""
 
-from .intake import parse_client_events
+from .intake import parse_client_body, parse_client_events
 from .model import (
     CLIENT_TYPES,
     DEDUPE_WINDOW,
@@ -48,6 +48,7 @@ __all__ = [
     "floor_to",
     "listener_of",
     "parse_client_events",
+    "parse_client_body",
     "AnalyticsRepository",
     "MasterDirectory",
     "AnalyticsService",

@@ -23,7 +23,7 @@ from ..errors import Forbidden, NotFound, RateLimited, ValidationError
 from ..events import DomainEvent
 from ..ports import Clock, IdGenerator, RateLimiter
 from ..uow import UnitOfWork, UnitOfWorkFactory
-from .intake import parse_client_events
+from .intake import parse_client_body
 from .model import (
     DEDUPE_WINDOW,
     MAX_BUCKETS,
@@ -70,16 +70,17 @@ class AnalyticsService:
         self.settings = settings or AnalyticsSettings()
 
     # ------------------------------------------------------------------ ingest
-    async def ingest(self, payload: Any, *, user_id: str | None, ip: str) -> int:
-        """Validate and store client events; returns how many were accepted (durable on return)."""
+    async def ingest(self, body: bytes, *, user_id: str | None, ip: str) -> int:
+        """Validate and store the client events of a JSON body; returns how many were accepted (durable
+        on return)."""
         s = self.settings
         key, limit = (f"events:ip:{ip}", s.anon_limit) if user_id is None else (f"events:user:{user_id}",
                                                                                   s.user_limit)
         decision = await self._limiter.hit(key, limit, s.window_seconds)
         if not decision.allowed:
             raise RateLimited("Too many event uploads", retry_after=decision.retry_after)
-        batch = parse_client_events(payload, now=self._clock.now(), user_id=user_id,
-                                    new_id=lambda: self._ids.new_id("aev"))
+        batch = parse_client_body(body, now=self._clock.now(), user_id=user_id,
+                                  new_id=lambda: self._ids.new_id("aev"))
         if batch.rows:
             async with self._uow() as u:
                 await u.analytics.ingest_client(batch)  # type: ignore[attr-defined]

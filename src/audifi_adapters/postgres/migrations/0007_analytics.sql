@@ -26,13 +26,14 @@ CREATE TABLE analytics_event_ids (
 );
 CREATE INDEX analytics_event_ids_received ON analytics_event_ids USING brin (received_at);
 
--- (master, hour) buckets whose summaries are stale; written in the ingesting transaction.
+-- (master, hour) buckets whose summaries are stale, appended by the ingesting transaction (no
+-- unique key: concurrent batches of the same hot bucket never wait on each other's row lock);
+-- the aggregator deletes the marks it has seen.
 CREATE TABLE analytics_dirty (
-    master_id   text        NOT NULL,
-    hour        timestamptz NOT NULL,
-    touched_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (master_id, hour)
+    master_id  text        NOT NULL,
+    hour       timestamptz NOT NULL
 );
+CREATE INDEX analytics_dirty_bucket ON analytics_dirty (master_id, hour);
 
 -- master → artist, learned from master.registered.
 CREATE TABLE analytics_masters (
