@@ -122,3 +122,13 @@ class TestClientBody:
             parse_raw(body({"batch": [{"type": "play"}] * (MAX_BATCH + 1)}))
         with pytest.raises(PayloadTooLarge):
             parse_raw(body({"type": "play", "properties": {"x": "y" * MAX_EVENT_BYTES}}))
+
+    def test_without_the_typed_decoder_the_answers_are_the_same(self, monkeypatch):
+        """With msgspec absent every body takes the careful path, with the same rows."""
+        from audifi_core.analytics import intake
+
+        payload = body({"batch": [{"id": "a", "type": "play", "masterId": "m", "properties": {"x": 1}},
+                                  {"type": "pause"}]})
+        fast = parse_raw(payload)
+        monkeypatch.setattr(intake, "_typed", None)
+        assert parse_raw(payload) == fast

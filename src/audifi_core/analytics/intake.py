@@ -2,29 +2,33 @@
 
 Limits (API.md): at most ``MAX_BATCH`` events per body (``413``), ``MAX_EVENT_BYTES`` per event as
 JSON (``413``), only the client types (``400``); unknown keys are ignored. A whole batch is
-accepted or refused. The client never names the user (that comes from the token); an ``occurredAt`` in the future is clamped to
-the arrival time (a client clock running fast cannot book plays into tomorrow's bucket).
+accepted or refused. The client never names the user (that comes from the token); an
+``occurredAt`` in the future is clamped to the arrival time (a client clock running fast cannot
+book plays into tomorrow's bucket).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import msgspec
 import orjson
 
 from ..errors import PayloadTooLarge, ValidationError
-from .model import CLIENT_TYPES, MAX_BATCH, MAX_EVENT_BYTES, ClientBatch, ClientRow
+from .model import CLIENT_TYPES, MAX_BATCH, MAX_EVENT_BYTES, MAX_ID_LENGTH, ClientBatch, ClientRow
 
 __all__ = ["parse_client_events", "parse_client_body", "MAX_ID_LENGTH"]
 
-MAX_ID_LENGTH = 128
 _TYPES = ", ".join(sorted(CLIENT_TYPES))
 _DUMPS = orjson.dumps
 _FROMISO = datetime.fromisoformat
 _SLACK = 1024  # room for the other fields, each at most MAX_ID_LENGTH characters
+
+try:  # the typed one-pass decoder (msgspec); without it every body takes the careful path
+    from . import _typed
+except ImportError:  # pragma: no cover - msgspec not installed
+    _typed = None  # type: ignore[assignment]
 
 
 def _text(item: dict[str, Any], key: str, where: str) -> str | None:
@@ -119,64 +123,12 @@ def _fast(item: Any, now: datetime, new_id: Callable[[], str]) -> ClientRow | No
     return (eid, etype, at, master, anon, raw.decode())
 
 
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
-
-
-class _Event(msgspec.Struct):
-    type: Literal[tuple(sorted(CLIENT_TYPES))]  # type: ignore[valid-type]
-    id: _Id | None = None
-    occurredAt: Annotated[datetime, msgspec.Meta(tz=True)] | None = None  # noqa: N815 - the wire name
-    masterId: _Id | None = None  # noqa: N815
-    anonymousId: _Id | None = None  # noqa: N815
-    properties: msgspec.Raw = msgspec.Raw()  # the object's JSON text, untouched (empty when absent)
-
-
-class _Body(msgspec.Struct):
-    batch: list[_Event] | None = None
-    type: str | None = None
-
-
-_DECODE_BODY = msgspec.json.Decoder(_Body).decode
-_DECODE_EVENT = msgspec.json.Decoder(_Event).decode
-
-
-def _from_struct(e: _Event, now: datetime, new_id: Callable[[], str]) -> ClientRow | None:
-    at = e.occurredAt
-    if at is None:
-        at = now
-    elif at > now:
-        at = now
-    elif at.utcoffset():
-        at = at.astimezone(UTC)
-    raw = bytes(e.properties)
-    if not raw:
-        return (e.id or new_id(), e.type, at, e.masterId, e.anonymousId, None)
-    if raw[:1] != b"{" or len(raw) + _SLACK > MAX_EVENT_BYTES:
-        return None  # null, not an object, or maybe too large: the careful path decides
-    return (e.id or new_id(), e.type, at, e.masterId, e.anonymousId, raw.decode())
-
-
 def parse_client_body(raw: bytes, *, now: datetime, user_id: str | None, new_id: Callable[[], str]) -> ClientBatch:
     """:func:`parse_client_events` straight from the JSON bytes: a typed decoder validates well-formed
     batches in one pass; anything it refuses goes through the careful path for a precise error."""
-    try:
-        body = _DECODE_BODY(raw)
-        events = body.batch if body.batch is not None else [_DECODE_EVENT(raw)]
-    except msgspec.DecodeError:
-        events = None
-    if events is not None and len(events) <= MAX_BATCH:
-        rows: list[ClientRow] = []
-        seen: set[str] = set()
-        add = seen.add
-        for e in events:
-            row = _from_struct(e, now, new_id)
-            if row is None:
-                break
-            if row[0] in seen:
-                continue
-            add(row[0])
-            rows.append(row)
-        else:
+    if _typed is not None:
+        rows = _typed.decode(raw, now, new_id)
+        if rows is not None:
             return ClientBatch(now, user_id, rows)
     try:
         payload = orjson.loads(raw)

@@ -24,6 +24,7 @@ __all__ = [
     "CLIENT_TYPES",
     "SERVER_TYPES",
     "MAX_BATCH",
+    "MAX_ID_LENGTH",
     "MAX_EVENT_BYTES",
     "MAX_BODY_BYTES",
     "DEDUPE_WINDOW",
@@ -46,6 +47,7 @@ __all__ = [
 CLIENT_TYPES = frozenset({"play", "pause", "skip", "complete", "page_view", "share_view"})
 SERVER_TYPES = frozenset({"vote.cast", "share.transferred", "payment.succeeded"})
 MAX_BATCH = 1000
+MAX_ID_LENGTH = 128  # ids, masterId, anonymousId
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 DEDUPE_WINDOW = timedelta(days=7)
