@@ -188,6 +188,13 @@ async def open_context(platform: Any, stack: contextlib.AsyncExitStack, *, run_b
                                          name="audifi-analytics-partitions"))
     if guardian is not None:
         tasks.append(asyncio.create_task(guardian.run(), name="audifi-bus-guardian"))
+    else:
+        async def trim() -> None:  # without the guardian, still drop what every group has acked
+            floor = await event_log.floor()
+            if floor.first_id is not None:
+                await event_log.trim_before(floor.first_id)
+
+        tasks.append(asyncio.create_task(_every(30, trim, "bus-trim"), name="audifi-bus-trim"))
 
     async def stop() -> None:
         await cancel_and_wait(tasks)

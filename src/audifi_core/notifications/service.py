@@ -2,7 +2,7 @@
 
 Events and the data this consumer relies on (producers follow these shapes):
 
-* ``payment.succeeded``  ``{userId, amount, currency, masterId?, quantity?, title?}`` → receipt to the payer
+* ``payment.succeeded``  ``{userId, amount, currency, masterId?, quantity?, title?, plan?}`` → receipt to the payer
 * ``dividend.deposited`` ``{masterId, amount (wei string), holderIds?, title?}``    → every holder
 * ``ipo.launched``       ``{masterId, artistId?, title?}``  → the artist and holders of the artist's masters
 * ``session.locked``     ``{sessionId, masterId, participantIds?, title?}`` → every participant (each
@@ -80,6 +80,8 @@ class NotificationService:
                 n = d.get("quantity")
                 shares = f"{n} share{'s' if n != 1 else ''} of " if n else ""
                 body = f"We received your payment of {what} for {shares}{_master_name(d)}. Thank you!"
+            elif d.get("plan"):
+                body = f"We received your payment of {what} for the {d['plan']} plan. Thank you!"
             else:
                 body = f"We received your payment of {what}. Thank you!"
             await self._notify(u, event, [str(d["userId"])], NotificationKind.PURCHASE_RECEIPT,
