@@ -19,7 +19,7 @@ import structlog
 from audifi_core.studio.service import REVOKED_TOPIC, STUDIO_TOPIC, StudioService, StudioSettings
 
 from .memory.store import InMemoryUnitOfWork
-from .postgres.db import PostgresUnitOfWork
+from .postgres.db import PostgresDatabase, PostgresUnitOfWork
 from .studio.bridges import PlatformEntitlements, PlatformShareHoldings, PlatformStudioMasters
 from .studio.hub import LocalHub
 from .studio.memory import (
@@ -30,7 +30,7 @@ from .studio.memory import (
     InMemoryStudioMasters,
     InMemoryStudioRepository,
 )
-from .studio.postgres import PostgresStudioRepository
+from .studio.postgres import PostgresStudioRepository, PostgresVoteLedger
 from .studio.redis import RedisBroadcaster, RedisPresence
 
 __all__ = ["open_context", "HUB", "PRESENCE_REFRESH_SECONDS"]
@@ -85,9 +85,17 @@ async def open_context(platform: Any, stack: contextlib.AsyncExitStack, *, run_b
         presence = InMemoryPresence()
         platform.adapters["studio.broadcaster"] = "memory"
 
+    votes: Any = None
+    tally_uow: Any = None
+    if isinstance(platform.database, PostgresDatabase):
+        votes = PostgresVoteLedger(platform.database)
+        # tally reads of the coalescing pump on their own small pool: never queued behind a vote storm
+        reads = await PostgresDatabase.connect(platform.database.dsn, 2)
+        stack.push_async_callback(reads.close)
+        tally_uow = reads.uow
     service = StudioService(uow=platform.uow, masters=masters, holdings=holdings, entitlements=entitlements,
                             broadcaster=broadcaster, presence=presence, clock=platform.clock, ids=platform.ids,
-                            settings=settings)
+                            votes=votes, tally_uow=tally_uow, settings=settings)
     hub = LocalHub(interval=coalesce, queue_limit=queue_limit)
     broadcaster.listen(STUDIO_TOPIC, hub.on_message)
     broadcaster.listen(REVOKED_TOPIC, hub.on_revoked)

@@ -25,9 +25,11 @@ from audifi_adapters.studio.memory import (
     InMemoryPresence,
     InMemoryStudioMasters,
 )
+from audifi_adapters.studio.postgres import PostgresVoteLedger
 from audifi_adapters.studio.redis import RedisBroadcaster, RedisPresence
 from audifi_adapters.studio_context import open_context  # noqa: F401  (registers uow.studio)
 from audifi_core.errors import Conflict, NotFound
+from audifi_core.events import DomainEvent
 from audifi_core.studio.model import (
     Audience,
     Contribution,
@@ -38,6 +40,7 @@ from audifi_core.studio.model import (
     StudioSession,
 )
 from audifi_core.studio.ports import RowLock
+from audifi_core.studio.service import UnitOfWorkVoteLedger
 
 from ..conftest import REDIS_URL
 
@@ -184,6 +187,40 @@ class TestStudioRepository:
                 raise RuntimeError("boom")
         async with db.uow(readonly=True) as u:
             assert await u.studio.get_session("vss_9") is None and await u.studio.get_decision("dec_9") is None
+
+
+def _ledger(db: Any) -> Any:
+    return PostgresVoteLedger(db) if isinstance(db, PostgresDatabase) else UnitOfWorkVoteLedger(db.uow)
+
+
+async def _outbox(db: Any) -> list[tuple[str, dict[str, Any]]]:
+    if isinstance(db, PostgresDatabase):
+        async with db.connection() as c:
+            rows = await c.fetch("SELECT id, data FROM outbox ORDER BY seq")
+        return [(r["id"], r["data"]) for r in rows]
+    return [(r.event.id, r.event.data) for r in db.outbox]
+
+
+class TestVoteLedger:
+    async def test_vote_and_event_commit_together(self, db):
+        """A vote stores its vote.cast event (with first) in the same transaction; a refused one neither."""
+        await seeded(db)
+        woken: list[int] = []
+        db.on_commit.append(lambda: woken.append(1))
+        ledger = _ledger(db)
+
+        def ev(i: int) -> DomainEvent:
+            return DomainEvent(id=f"evt_{i}", type="vote.cast", occurred_at=NOW, data={"userId": "u1", "n": i})
+
+        assert await ledger.cast("vss_1", "dec_1", "u1", "A", NOW, False, ev(1)) is True
+        assert await ledger.cast("vss_1", "dec_1", "u1", "C", NOW, False, ev(2)) is False
+        assert await ledger.cast("vss_1", "dec_1", "u1", "Z", NOW, False, ev(3)) is None
+        assert await ledger.cast("vss_1", "dec_2", "u1", "A", NOW + timedelta(hours=1), False, ev(4)) is None
+        assert await _outbox(db) == [("evt_1", {"userId": "u1", "n": 1, "first": True}),
+                                     ("evt_2", {"userId": "u1", "n": 2, "first": False})]
+        assert len(woken) == 2
+        async with db.uow(readonly=True) as u:
+            assert (await u.studio.tally("dec_1")).results == {"A": 0, "B": 0, "C": 1}
 
 
 async def _waiting_locks(dsn: str) -> None:

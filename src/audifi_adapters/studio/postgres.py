@@ -13,6 +13,7 @@ from datetime import datetime
 import asyncpg
 
 from audifi_core.errors import Conflict
+from audifi_core.events import DomainEvent
 from audifi_core.studio.model import (
     Audience,
     Contribution,
@@ -24,7 +25,9 @@ from audifi_core.studio.model import (
 )
 from audifi_core.studio.ports import RowLock
 
-__all__ = ["PostgresStudioRepository"]
+from ..postgres.db import PostgresDatabase
+
+__all__ = ["PostgresStudioRepository", "PostgresVoteLedger"]
 
 _LOCK = {RowLock.NONE: "", RowLock.SHARE: " FOR KEY SHARE", RowLock.UPDATE: " FOR UPDATE"}
 _SESSION_COLS = "id, master_id, artist_id, title, audience, weighted, status, final_cid, created_at, locked_at"
@@ -45,6 +48,30 @@ SELECT d.id, $3, $4,
 FROM d
 ON CONFLICT (decision_id, user_id) DO UPDATE SET choice = EXCLUDED.choice, cast_at = EXCLUDED.cast_at
 RETURNING (xmax = 0) AS first
+"""
+
+
+# the vote, and its vote.cast event in the outbox, in one statement (so one transaction, one round trip)
+_VOTE_WITH_EVENT = """
+WITH d AS (
+    SELECT id FROM studio_decisions
+    WHERE id = $1 AND session_id = $2 AND status = 'open' AND (closes_at IS NULL OR closes_at > $5)
+      AND $4 = ANY (options)
+    FOR KEY SHARE
+), v AS (
+    INSERT INTO studio_votes AS v (decision_id, user_id, choice, weight, cast_at)
+    SELECT d.id, $3, $4,
+           CASE WHEN $6 THEN coalesce((SELECT w.weight FROM studio_weights w
+                                       WHERE w.decision_id = $1 AND w.user_id = $3), 0) ELSE 0 END,
+           $5
+    FROM d
+    ON CONFLICT (decision_id, user_id) DO UPDATE SET choice = EXCLUDED.choice, cast_at = EXCLUDED.cast_at
+    RETURNING (xmax = 0) AS first
+), o AS (
+    INSERT INTO outbox (id, type, occurred_at, data)
+    SELECT $7, $8, $9, $10::jsonb || jsonb_build_object('first', v.first) FROM v
+)
+SELECT first FROM v
 """
 
 
@@ -206,3 +233,21 @@ class PostgresStudioRepository:
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"PostgresStudioRepository({self._c!r})"
+
+
+class PostgresVoteLedger:
+    """The vote and its event in ONE statement on a pooled connection: atomic, one round trip."""
+
+    def __init__(self, db: PostgresDatabase):
+        self._db = db
+
+    async def cast(self, session_id: str, decision_id: str, user_id: str, choice: str, at: datetime,
+                   weighted: bool, event: DomainEvent) -> bool | None:
+        async with self._db.connection() as c:
+            r = await c.fetchrow(_VOTE_WITH_EVENT, decision_id, session_id, user_id, choice, at, weighted,
+                                 event.id, event.type, event.occurred_at, event.data)
+        if r is None:
+            return None
+        for cb in list(self._db.on_commit):
+            cb()
+        return bool(r["first"])

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+from audifi_core.events import DomainEvent
 from audifi_core.uow import UnitOfWork
 
 from .model import Contribution, Decision, MasterRef, Person, PresenceChange, StudioSession, Tally
@@ -14,6 +15,7 @@ from .model import Contribution, Decision, MasterRef, Person, PresenceChange, St
 __all__ = [
     "RowLock",
     "StudioRepository",
+    "VoteLedger",
     "StudioMasters",
     "ShareHoldings",
     "Entitlements",
@@ -108,6 +110,16 @@ class StudioRepository(Protocol):
 
     async def last_cid(self, session_id: str) -> str | None:
         """The CID of the newest contribution that has one."""
+        ...
+
+
+class VoteLedger(Protocol):
+    """The hot path of a vote: the upsert and its ``vote.cast`` event, in one transaction."""
+
+    async def cast(self, session_id: str, decision_id: str, user_id: str, choice: str, at: datetime,
+                   weighted: bool, event: DomainEvent) -> bool | None:
+        """As :meth:`StudioRepository.cast_vote`, and ``event`` (its data completed with ``first``) stored
+        in the transactional outbox by the same transaction. ``None``: nothing was written."""
         ...
 
 

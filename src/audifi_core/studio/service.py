@@ -45,10 +45,11 @@ from .ports import (
     RowLock,
     ShareHoldings,
     StudioMasters,
+    VoteLedger,
 )
 from .pump import TallyPump
 
-__all__ = ["StudioService", "StudioSettings", "STUDIO_TOPIC", "REVOKED_TOPIC"]
+__all__ = ["StudioService", "StudioSettings", "UnitOfWorkVoteLedger", "STUDIO_TOPIC", "REVOKED_TOPIC"]
 
 log = structlog.get_logger("audifi.studio")
 
@@ -96,12 +97,30 @@ def _cid(value: Any, name: str, fields: dict[str, str]) -> str | None:
     return value.strip()
 
 
+class UnitOfWorkVoteLedger:
+    """The vote in a unit of work: ``uow.studio.cast_vote`` and the event through ``uow.emit``."""
+
+    def __init__(self, uow: UnitOfWorkFactory):
+        self._uow = uow
+
+    async def cast(self, session_id: str, decision_id: str, user_id: str, choice: str, at: datetime,
+                   weighted: bool, event: DomainEvent) -> bool | None:
+        async with self._uow() as u:
+            first = await u.studio.cast_vote(session_id, decision_id, user_id, choice, at, weighted)
+            if first is not None:
+                u.emit(attrs.evolve(event, data={**event.data, "first": first}))
+        return first
+
+
 class StudioService:
     def __init__(self, *, uow: UnitOfWorkFactory, masters: StudioMasters, holdings: ShareHoldings,
                  entitlements: Entitlements, broadcaster: Broadcaster, presence: Presence, clock: Clock,
-                 ids: IdGenerator, settings: StudioSettings | None = None):
+                 ids: IdGenerator, votes: VoteLedger | None = None, tally_uow: UnitOfWorkFactory | None = None,
+                 settings: StudioSettings | None = None):
         self.settings = settings or StudioSettings()
         self._uow = uow
+        self._votes = votes or UnitOfWorkVoteLedger(uow)
+        self._tally_uow = tally_uow or uow
         self.masters = masters
         self.holdings = holdings
         self.entitlements = entitlements
@@ -167,14 +186,16 @@ class StudioService:
             log.warning("studio_announce_failed", session_id=session_id, type=message.get("type"), error=repr(e))
 
     async def _read_tally(self, decision_id: str) -> Tally | None:
-        async with self._uow(readonly=True) as u:
+        """The pump's reads (on their own connections when given, so a storm never queues them)."""
+        async with self._tally_uow(readonly=True) as u:
             return await u.studio.tally(decision_id)
 
     async def _publish_tally(self, session_id: str, tally: Tally) -> None:
         await self._broadcaster.publish(STUDIO_TOPIC, {"sessionId": session_id, "message": tally.message()})
 
     async def _tally(self, decision_id: str) -> Tally:
-        t = await self._read_tally(decision_id)
+        async with self._uow(readonly=True) as u:
+            t = await u.studio.tally(decision_id)
         assert t is not None, decision_id
         return t
 
@@ -349,13 +370,13 @@ class StudioService:
             raise ValidationError("Invalid vote", fields={"decisionId": "required"})
         meta = await self.require_audience(user_id, session_id)
         now = self._clock.now()
-        async with self._uow() as u:
-            first = await u.studio.cast_vote(session_id, decision_id, user_id, choice, now, meta.weighted)
-            if first is None:
+        event = self._event("vote.cast", {
+            "sessionId": session_id, "masterId": meta.master_id, "artistId": meta.artist_id,
+            "decisionId": decision_id, "userId": user_id, "choice": choice})
+        first = await self._votes.cast(session_id, decision_id, user_id, choice, now, meta.weighted, event)
+        if first is None:
+            async with self._uow(readonly=True) as u:
                 raise await self._refusal(u, session_id, decision_id, choice, now)
-            u.emit(self._event("vote.cast", {
-                "sessionId": session_id, "masterId": meta.master_id, "artistId": meta.artist_id,
-                "decisionId": decision_id, "userId": user_id, "choice": choice, "first": first}))
         gen = self.pump.committed(session_id, decision_id)
         if not respond:
             return None

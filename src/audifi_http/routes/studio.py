@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import struct
 from collections import deque
 from datetime import datetime
 from typing import Any, Literal
@@ -96,6 +97,25 @@ def _studio(request: web.Request) -> Any:
 # ------------------------------------------------------------------------------ the socket
 _conn_ids = itertools.count(1)
 _INSTANCE = os.urandom(4).hex()
+DIRECT_WRITE_LIMIT = 64 * 1024  # write straight to the transport while its buffer is below this
+_frame_cache: list[bytes] = [b"", b""]
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An RFC 6455 text frame as a server sends it (FIN, unmasked, uncompressed). The hub offers the
+    same bytes object to every member, so it is framed once per message, not once per socket."""
+    if _frame_cache[0] is payload:
+        return _frame_cache[1]
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x81, n)
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    frame = header + payload
+    _frame_cache[0], _frame_cache[1] = payload, frame
+    return frame
 
 
 class StudioSocket:
@@ -116,6 +136,8 @@ class StudioSocket:
         self._held: list[bytes] | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
+        self._busy = False
+        self._transport = request.transport
         self._writer = asyncio.create_task(self._write(), name=f"studio-ws-writer-{self.conn_id}")
 
     def authenticate(self, ctx: AuthContext) -> None:
@@ -131,6 +153,13 @@ class StudioSocket:
                 return False
             self._held.append(data)
             return True
+        if not self._busy and not self._queue:
+            # the fast path: nothing queued, the writer idle and the peer keeping up — write the
+            # frame now (what the writer would do, without waking a task per socket)
+            t = self._transport
+            if t is not None and not t.is_closing() and t.get_write_buffer_size() < DIRECT_WRITE_LIMIT:
+                t.write(text_frame(data))
+                return True
         if len(self._queue) >= self._limit:
             return False
         self._queue.append(data)
@@ -173,7 +202,9 @@ class StudioSocket:
         ws, queue = self.ws, self._queue
         try:
             while True:
+                self._busy = False
                 await self._wake.wait()
+                self._busy = True
                 self._wake.clear()
                 while queue:
                     await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
