@@ -93,8 +93,7 @@ class TestIpo:
 
 class TestMint:
     async def test_one_hundred_shares_in_batches_once_each_then_live(self, client, clock) -> None:
-        """Batches 40+40+20 under repeated requests with the same key mint exactly 100; over-mint is 409;
-        the IPO is scheduled until startsAt, then live with ipo.launched once; holders come from the chain."""
+        """40+40+20 under repeated same-key requests mint exactly 100; over-mint 409; live at startsAt, launched once."""
         launched = collect(client, "ipo.launched")
         minted = collect(client, "share.minted")
         s = await artist(client, "mint@example.com")
@@ -160,8 +159,7 @@ class TestMint:
 
     async def test_a_mint_that_beat_the_supply_cap_waits_for_it_then_runs_once(self, client, clock,
                                                                                 monkeypatch) -> None:
-        """The max-supply job is held up (its chain read fails): the mint reverts and is parked; when the
-        cap is set the same job runs again and mints exactly once."""
+        """With the supply-cap job held up the mint reverts and is parked; once the cap is set it mints exactly once."""
         from audifi_core.errors import ChainError
 
         s = await artist(client, "parked@example.com")

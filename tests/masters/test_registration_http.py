@@ -46,8 +46,7 @@ async def read_all(platform, cid: str) -> bytes:
 
 class TestRegister:
     async def test_an_artist_registers_a_master_on_ipfs_and_chain(self, client) -> None:
-        """201 pending with real CIDs; the metadata JSON points at the audio; a job deploys both contracts;
-        then registered with both addresses and master.registered exactly once."""
+        """201 pending with real CIDs and ERC-721 metadata; a job deploys both contracts; registered, event once."""
         registered_events = events_of(client, "master.registered")
         s = await artist(client, "ann@example.com")
         audio = wav_bytes(40.0)  # 640 KB of 16-bit PCM: three 256 KiB chunks, a two-level DAG
@@ -178,8 +177,7 @@ class TestLimits:
 
 
     async def test_a_large_upload_streams_and_is_never_held_whole(self, aiohttp_client, tmp_path, clock) -> None:
-        """A 24 MB WAV streamed from disk is stored with the CID of its bytes while the process's traced
-        memory never grows by a third of it (the file is never held whole)."""
+        """A 24 MB WAV streams in with the CID of its bytes while traced memory stays under a third of it."""
         import tracemalloc
 
         from ..conftest import base_config
