@@ -17,7 +17,7 @@ from audifi_core.chain.model import BlockRef, ChainJob, ChainLog, JobStatus, TxR
 from audifi_core.chain.ports import ChainIdentity, ContractRef, DividendRecord
 from audifi_core.errors import Conflict
 
-from ..memory.store import InMemoryDatabase, InMemoryUnitOfWork, Undo
+from ..memory.store import InMemoryDatabase, InMemoryRepository, InMemoryUnitOfWork
 
 __all__ = [
     "InMemoryChainJobRepository",
@@ -40,15 +40,7 @@ def job_listeners(db: InMemoryDatabase) -> dict[str, Any]:
     return db.table("chain_job_listeners")
 
 
-class _Repo:
-    def __init__(self, db: InMemoryDatabase, undo: Undo, readonly: bool):
-        self._db = db
-        self._undo = undo
-        self._ro = readonly
-
-    def _w(self) -> None:
-        if self._ro:
-            raise RuntimeError("read-only unit of work")
+_Repo = InMemoryRepository
 
 
 class InMemoryChainJobRepository(_Repo):

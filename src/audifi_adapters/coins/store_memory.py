@@ -8,20 +8,12 @@ from audifi_core.coins.model import ArtistCoin, CoinStatus
 from audifi_core.coins.ports import EventCursor
 from audifi_core.errors import Conflict
 
-from ..memory.store import InMemoryDatabase, InMemoryUnitOfWork, Undo
+from ..memory.store import InMemoryRepository, InMemoryUnitOfWork
 
 __all__ = ["InMemoryCoinRepository", "register_memory_coin_repository"]
 
 
-class InMemoryCoinRepository:
-    def __init__(self, db: InMemoryDatabase, undo: Undo, readonly: bool):
-        self._db = db
-        self._undo = undo
-        self._ro = readonly
-
-    def _w(self) -> None:
-        if self._ro:
-            raise RuntimeError("read-only unit of work")
+class InMemoryCoinRepository(InMemoryRepository):
 
     @property
     def _coins(self) -> dict[str, ArtistCoin]:

@@ -14,7 +14,7 @@ from audifi_core.auth.model import User, Wallet
 from audifi_core.errors import Conflict
 from audifi_core.events import DomainEvent
 
-__all__ = ["InMemoryDatabase", "InMemoryUnitOfWork"]
+__all__ = ["InMemoryDatabase", "InMemoryUnitOfWork", "InMemoryRepository", "Undo"]
 
 
 @attrs.define
@@ -70,7 +70,9 @@ class Undo:
         self.steps.clear()
 
 
-class InMemoryUserRepository:
+class InMemoryRepository:
+    """Base of memory repositories: the database, the unit of work's undo log, read-only guard."""
+
     def __init__(self, db: InMemoryDatabase, undo: Undo, readonly: bool):
         self._db = db
         self._undo = undo
@@ -79,6 +81,9 @@ class InMemoryUserRepository:
     def _w(self) -> None:
         if self._ro:
             raise RuntimeError("read-only unit of work")
+
+
+class InMemoryUserRepository(InMemoryRepository):
 
     async def next_index(self) -> int:
         self._w()

@@ -25,13 +25,13 @@ __all__ = [
 ]
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     FAN = "fan"
     ARTIST = "artist"
     ADMIN = "admin"
 
 
-class ArtistStatus(str, enum.Enum):
+class ArtistStatus(enum.StrEnum):
     NONE = "none"
     PENDING = "pending"
     APPROVED = "approved"

@@ -7,7 +7,7 @@ import hmac
 import re
 import secrets
 import string
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import attrs
