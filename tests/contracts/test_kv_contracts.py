@@ -13,7 +13,12 @@ from audifi_adapters.memory import (
     InMemorySessionStore,
     InMemorySingleUseStore,
 )
-from audifi_adapters.redis import RedisIdempotencyStore, RedisRateLimiter, RedisSessionStore, RedisSingleUseStore
+from audifi_adapters.redis import (
+    RedisIdempotencyStore,
+    RedisRateLimiter,
+    RedisSessionStore,
+    RedisSingleUseStore,
+)
 from audifi_core.auth.model import AuthSession, RotateOutcome
 from audifi_core.ports import IdempotencyState
 

@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from audifi_adapters.events import InProcessEventBus, MemoryOutbox, OutboxRelay, PostgresOutbox, idempotent_consumer
+from audifi_adapters.events import (
+    InProcessEventBus,
+    MemoryOutbox,
+    OutboxRelay,
+    PostgresOutbox,
+    idempotent_consumer,
+)
 from audifi_adapters.memory import InMemoryDatabase
 from audifi_adapters.postgres import PostgresDatabase
 from audifi_core.auth.model import User, Wallet

@@ -15,8 +15,8 @@ from audifi_adapters.config import Config
 from audifi_core.auth.siwe import SiweMessage
 from audifi_http import create_app
 
-from .helpers import bearer, error_of, mailed_token, platform_of, sign_in
 from ..conftest import TEST_MNEMONIC
+from .helpers import bearer, error_of, mailed_token, platform_of, sign_in
 
 
 @pytest.fixture
