@@ -223,6 +223,29 @@ class TestVoteLedger:
             assert (await u.studio.tally("dec_1")).results == {"A": 0, "B": 0, "C": 1}
 
 
+    async def test_a_burst_of_votes(self, db):
+        """60 votes at once (a user voting twice among them): each answered, the later one wins,
+        one event per vote, exactly one of them first per user."""
+        await seeded(db)
+        ledger = _ledger(db)
+        plan = [(f"u{i}", "ABC"[i % 3]) for i in range(58)] + [("u0", "C"), ("u1", "A")]
+
+        async def cast(k: int, user: str, choice: str) -> bool | None:
+            ev = DomainEvent(id=f"evt_b{k}", type="vote.cast", occurred_at=NOW, data={"userId": user})
+            return await ledger.cast("vss_1", "dec_1", user, choice, NOW, False, ev)
+
+        got = await asyncio.gather(*(cast(k, u, c) for k, (u, c) in enumerate(plan)))
+        assert got == [True] * 58 + [False, False]
+        rows = await _outbox(db)
+        assert len(rows) == 60 and sum(d["first"] for _, d in rows) == 58
+        async with db.uow(readonly=True) as u:
+            t = await u.studio.tally("dec_1")
+        expected = {"A": 0, "B": 0, "C": 0}
+        for choice in dict(plan).values():
+            expected[choice] += 1
+        assert t.results == expected
+
+
 async def _waiting_locks(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
