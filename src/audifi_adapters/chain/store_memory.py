@@ -111,6 +111,14 @@ class InMemoryChainJobRepository(_Repo):
     async def txs_of(self, job_id: str) -> list[TxRecord]:
         return [t for _, t in sorted(self._txs.values(), key=lambda p: p[0]) if t.job_id == job_id]
 
+    async def forget_txs(self) -> int:
+        """See the PostgreSQL store: rows of a dead dev chain's transactions are dropped."""
+        self._w()
+        ids = list(self._txs)
+        for tx_id in ids:
+            self._undo.delete(self._txs, tx_id)
+        return len(ids)
+
     async def open_txs(self) -> list[TxRecord]:
         rows = [(t.sender, t.nonce, seq, t) for seq, t in self._txs.values() if t.state in OPEN]
         rows.sort(key=lambda r: r[:3])

@@ -152,6 +152,12 @@ class PostgresChainJobRepository:
         return [_tx(r) for r in await self._c.fetch("SELECT * FROM chain_txs WHERE job_id = $1 ORDER BY seq",
                                                     job_id)]
 
+    async def forget_txs(self) -> int:
+        """A new dev chain: the old chain's signed transactions can never land; drop their rows
+        (the jobs keep their hashes) so identical bytes signed on the new chain can be stored."""
+        r = await self._c.execute("DELETE FROM chain_txs")
+        return int(r.split()[-1])
+
     async def open_txs(self) -> list[TxRecord]:
         return [_tx(r) for r in await self._c.fetch(
             "SELECT * FROM chain_txs WHERE state IN ('signed', 'broadcast', 'mined') ORDER BY sender, nonce, seq")]

@@ -199,6 +199,7 @@ async def _forget_signer_state(uow: UnitOfWorkFactory, clock: Clock) -> None:
             await u.chain_jobs.update(attrs.evolve(  # type: ignore[attr-defined]
                 job, status=JobStatus.FAILED, updated_at=clock.now(),
                 error=JobError("CHAIN_RESET", "The dev chain was restarted before this job was final")))
+        await u.chain_jobs.forget_txs()  # type: ignore[attr-defined]
 
 
 async def _index_forever(indexer: Indexer, interval: float) -> None:
