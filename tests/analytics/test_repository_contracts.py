@@ -154,6 +154,25 @@ class TestReports:
         await aggregate(db)
         await self._check(db)
 
+    async def test_a_day_with_stale_hours_is_exact(self, db):
+        """After aggregation, new events in aggregated and new hours of the same day: the day report is
+        exact before the next run (stored hours + live stale hours, listener sets united) and after it."""
+        await self._fill(db)
+        await aggregate(db)
+        await ingest(db, ev("n1", user="u1"), ev("n2", at=T0 + 2 * H, user="u7"), ev("n3", at=T0 + 2 * H, anon="a1"),
+                     ev("n4", "vote.cast", at=T0 + 2 * H, user="u7"),
+                     ev("n5", "payment.succeeded", at=T0 + 2 * H, amount=5, currency="usd"),
+                     ev("n6", master="m2", at=T0 + 2 * H, user="u8"))
+        for _ in range(2):
+            d = await report(db, Scope.MASTER, "m1", T0, T0, Interval.DAY)
+            assert d.totals == Metrics(9, 4, 3, 5, [Money(700, "eur"), Money(1505, "usd")])
+            a = await report(db, Scope.ARTIST, "art1", T0 - 24 * H, T0 + 2 * H, Interval.DAY)
+            assert [p.plays for p in a.series] == [0, 12]
+            assert (a.totals.plays, a.totals.unique_listeners) == (12, 6)
+            h = await report(db, Scope.MASTER, "m1", T0, T0 + 2 * H)
+            assert [(p.plays, p.unique_listeners) for p in h.series] == [(5, 2), (2, 2), (2, 2)]
+            await aggregate(db)
+
     async def test_late_events_correct_their_bucket(self, db):
         """An event arriving late for a closed hour updates that hour, the day and the artist."""
         await owns(db, m1="art1")

@@ -8,11 +8,7 @@ cannot deadlock), moves exactly those rows into the partitioned ``analytics_even
 mark per (master, hour) to ``analytics_dirty`` (no unique key, so batches of the same hot bucket
 never queue on a row lock). Server events take the same statement from arrays.
 
-Aggregation takes the (master, hour) marks committed so far (each committed with its events, so
-the events behind every mark it sees are visible to its next statement) and recomputes the hour
-and the day of the master and of its artist from the events, so late events and replays can
-never skew a summary; marks committed meanwhile wait for the next run. Reports read the
-summaries and compute the still-stale buckets from the events, in one snapshot.
+Aggregation and reports: see ``aggregation.py`` (hours from events, days from hours, listener sets).
 """
 
 from __future__ import annotations
@@ -22,23 +18,18 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
 from audifi_core.analytics.model import (
     AnalyticsEvent,
     ClientBatch,
     Interval,
-    Metrics,
-    Money,
     Report,
     Scope,
-    SeriesPoint,
-    buckets_between,
-    floor_to,
 )
 from audifi_core.notifications.model import Notification, NotificationKind
 
 from ..postgres.db import PostgresUnitOfWork
+from . import aggregation
 
 __all__ = [
     "PostgresAnalyticsRepository",
@@ -49,8 +40,6 @@ __all__ = [
     "CLIENT_MERGE_SQL",
     "EVENTS_MERGE_SQL",
 ]
-
-AGGREGATE_LOCK = 0x41_4E_41_4C_59_5A_45  # "ANALYZE": one aggregator at a time
 
 CLIENT_STAGE_COLUMNS = ("id", "type", "occurred_at", "master_id", "anonymous_id", "properties")
 CLIENT_STAGE_DDL = """
@@ -97,58 +86,9 @@ EVENTS_MERGE_SQL = _merge(
     "AS s(id, type, occurred_at, received_at, master_id, user_id, anonymous_id, quantity, amount, currency, "
     "properties)")
 
-_COMPUTE_SQL = """
-WITH t AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS t(scope, scope_id, bucket)
-)
-SELECT t.scope, t.scope_id, t.bucket,
-       count(*) FILTER (WHERE e.type = 'play') AS plays,
-       count(DISTINCT CASE WHEN e.type = 'play' THEN coalesce(e.user_id, 'anon:' || e.anonymous_id) END)
-           AS listeners,
-       count(*) FILTER (WHERE e.type = 'vote.cast') AS votes,
-       coalesce(sum(e.quantity) FILTER (WHERE e.type = 'share.transferred'), 0) AS shares_sold,
-       array_agg(e.currency) FILTER (WHERE e.type = 'payment.succeeded' AND e.amount IS NOT NULL) AS cur,
-       array_agg(e.amount) FILTER (WHERE e.type = 'payment.succeeded' AND e.amount IS NOT NULL) AS amt
-FROM t
-LEFT JOIN LATERAL (
-    SELECT e.type, e.user_id, e.anonymous_id, e.quantity, e.amount, e.currency
-    FROM analytics_events e
-    WHERE e.master_id = ANY (CASE WHEN t.scope = 'master' THEN ARRAY[t.scope_id]
-                                  ELSE ARRAY(SELECT m.master_id FROM analytics_masters m
-                                             WHERE m.artist_id = t.scope_id) END)
-      AND e.occurred_at >= t.bucket AND e.occurred_at < t.bucket + $4::interval
-) e ON true
-GROUP BY t.scope, t.scope_id, t.bucket
-"""
-
-_UPSERT_SQL = """
-INSERT INTO {table} (scope, scope_id, bucket, plays, listeners, votes, shares_sold, revenue, updated_at)
-SELECT s, i, b, p, l, v, sh, r::jsonb, now()
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[],
-            $8::text[]) AS x(s, i, b, p, l, v, sh, r)
-ORDER BY 1, 2, 3
-ON CONFLICT (scope, scope_id, bucket) DO UPDATE SET
-    plays = excluded.plays, listeners = excluded.listeners, votes = excluded.votes,
-    shares_sold = excluded.shares_sold, revenue = excluded.revenue, updated_at = excluded.updated_at
-"""
-
-_TABLE = {Interval.HOUR: "analytics_hourly", Interval.DAY: "analytics_daily"}
-
-
 def event_row(e: AnalyticsEvent) -> tuple[Any, ...]:
     return (e.id, e.type, e.occurred_at, e.received_at, e.master_id, e.user_id, e.anonymous_id, e.quantity,
             e.amount, e.currency, e.properties)
-
-
-def _revenue(cur: list[str] | None, amt: list[int] | None) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for c, a in zip(cur or (), amt or (), strict=True):
-        out[c] = out.get(c, 0) + a
-    return out
-
-
-def _money(rev: dict[str, int]) -> list[Money]:
-    return [Money(int(v), k) for k, v in sorted(rev.items())]
 
 
 class PostgresAnalyticsRepository:
@@ -188,49 +128,8 @@ class PostgresAnalyticsRepository:
                                    artist_id)
         return [r[0] for r in rows]
 
-    async def _compute(self, targets: list[tuple[str, str, datetime]],
-                       interval: Interval) -> dict[tuple[str, str, datetime], tuple[Metrics, dict[str, int]]]:
-        if not targets:
-            return {}
-        rows = await self._c.fetch(_COMPUTE_SQL, [t[0] for t in targets], [t[1] for t in targets],
-                                   [t[2] for t in targets], interval.delta)
-        out = {}
-        for r in rows:
-            rev = _revenue(r["cur"], r["amt"])
-            out[(r["scope"], r["scope_id"], r["bucket"])] = (
-                Metrics(r["plays"], r["listeners"], r["votes"], int(r["shares_sold"]), _money(rev)), rev)
-        return out
-
     async def aggregate(self, limit: int = 2000) -> int:
-        if not await self._c.fetchval("SELECT pg_try_advisory_xact_lock($1)", AGGREGATE_LOCK):
-            return 0  # another instance is aggregating; its run covers these marks or the next one will
-        taken = await self._c.fetch(
-            "DELETE FROM analytics_dirty WHERE ctid = ANY(ARRAY("
-            "  SELECT ctid FROM analytics_dirty LIMIT $1 FOR UPDATE SKIP LOCKED"
-            ")) RETURNING master_id, hour", limit)
-        if not taken:
-            return 0
-        marks = [{"master_id": m, "hour": h} for m, h in sorted({(r["master_id"], r["hour"]) for r in taken})]
-        owners = dict(await self._c.fetch(
-            "SELECT master_id, artist_id FROM analytics_masters WHERE master_id = ANY($1::text[])",
-            list({m["master_id"] for m in marks})))
-        for interval in (Interval.HOUR, Interval.DAY):
-            targets: set[tuple[str, str, datetime]] = set()
-            for m in marks:
-                b = floor_to(m["hour"], interval)
-                targets.add(("master", m["master_id"], b))
-                artist = owners.get(m["master_id"])
-                if artist is not None:
-                    targets.add(("artist", artist, b))
-            computed = await self._compute(sorted(targets), interval)
-            keys = sorted(computed)
-            await self._c.execute(
-                _UPSERT_SQL.format(table=_TABLE[interval]),
-                [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
-                [computed[k][0].plays for k in keys], [computed[k][0].unique_listeners for k in keys],
-                [computed[k][0].votes for k in keys], [computed[k][0].shares_sold for k in keys],
-                [orjson.dumps(computed[k][1]).decode() for k in keys])
-        return len(taken)
+        return await aggregation.aggregate(self._c, limit)
 
     async def report(self, scope: Scope, scope_id: str, start: datetime, end: datetime,
                      interval: Interval) -> Report:
@@ -241,45 +140,11 @@ class PostgresAnalyticsRepository:
 
     async def _report(self, scope: Scope, scope_id: str, start: datetime, end: datetime,
                       interval: Interval) -> Report:
-        starts = buckets_between(start, end, interval)
-        lo, hi = starts[0], starts[-1] + interval.delta
         if scope is Scope.MASTER:
-            masters = [scope_id]
-            artist = await self.artist_of(scope_id)
+            masters, artist = [scope_id], await self.artist_of(scope_id)
         else:
-            masters = await self.masters_of(scope_id)
-            artist = scope_id
-        rows = await self._c.fetch(
-            f"SELECT bucket, plays, listeners, votes, shares_sold, revenue FROM {_TABLE[interval]} "
-            "WHERE scope = $1 AND scope_id = $2 AND bucket >= $3 AND bucket < $4", scope.value, scope_id, lo, hi)
-        per: dict[datetime, tuple[Metrics, dict[str, int]]] = {}
-        for r in rows:
-            rev = {k: int(v) for k, v in (r["revenue"] or {}).items()}
-            per[r["bucket"]] = (Metrics(r["plays"], r["listeners"], r["votes"], r["shares_sold"], _money(rev)), rev)
-        stale = await self._c.fetch(
-            "SELECT DISTINCT date_trunc($4, hour, 'UTC') AS b FROM analytics_dirty "
-            "WHERE master_id = ANY($1::text[]) AND hour >= $2 AND hour < $3", masters, lo, hi, interval.value)
-        live = await self._compute([(scope.value, scope_id, r["b"]) for r in stale], interval)
-        for (_, _, b), v in live.items():
-            per[b] = v
-        listeners = await self._c.fetchval(
-            "SELECT count(DISTINCT coalesce(user_id, 'anon:' || anonymous_id)) FROM analytics_events "
-            "WHERE type = 'play' AND master_id = ANY($1::text[]) AND occurred_at >= $2 AND occurred_at < $3",
-            masters, lo, hi) if masters else 0
-        series = []
-        plays = votes = shares = 0
-        revenue: dict[str, int] = {}
-        for b in starts:
-            m, rev = per.get(b, (Metrics(), {}))
-            series.append(SeriesPoint.of(b, m))
-            plays += m.plays
-            votes += m.votes
-            shares += m.shares_sold
-            for k, v in rev.items():
-                revenue[k] = revenue.get(k, 0) + v
-        totals = Metrics(plays, int(listeners), votes, shares, _money(revenue))
-        return Report(from_=start, to=end, interval=interval, totals=totals, series=series,
-                      master_id=scope_id if scope is Scope.MASTER else None, artist_id=artist)
+            masters, artist = await self.masters_of(scope_id), scope_id
+        return await aggregation.report(self._c, scope, scope_id, masters, artist, start, end, interval)
 
     async def prune_ids(self, before: datetime) -> int:
         status = await self._c.execute("DELETE FROM analytics_event_ids WHERE received_at < $1", before)

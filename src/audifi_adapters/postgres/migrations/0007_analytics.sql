@@ -56,6 +56,15 @@ CREATE TABLE analytics_hourly (
 );
 CREATE TABLE analytics_daily (LIKE analytics_hourly INCLUDING ALL);
 
+-- Every listener of a (scope, id, UTC day), so a day's unique listeners never need its events again.
+CREATE TABLE analytics_day_listeners (
+    scope     text        NOT NULL,
+    scope_id  text        NOT NULL,
+    day       timestamptz NOT NULL,
+    listener  text        NOT NULL,
+    PRIMARY KEY (scope, scope_id, day, listener)
+);
+
 CREATE TABLE notifications (
     id             text        PRIMARY KEY,
     user_id        text        NOT NULL,
