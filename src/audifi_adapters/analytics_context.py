@@ -169,8 +169,6 @@ async def open_context(platform: Any, stack: contextlib.AsyncExitStack, *, run_b
 
     if not run_background:
         return
-    if guardian is not None:
-        await guardian.ensure_continuity()
     bus.start()
     stack.push_async_callback(bus.stop)
     tasks = [

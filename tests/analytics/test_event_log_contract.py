@@ -119,3 +119,17 @@ class TestEventLog:
         assert await elog.epoch() == "e1"
         await elog.ensure_group("g")
         assert await elog.exists()
+
+    async def test_idle_consumers_without_pending_are_forgotten(self, elog):
+        """A consumer with nothing pending and idle long enough is dropped; one with pending entries stays."""
+        await elog.ensure_group("g")
+        await elog.append(event(1))
+        await elog.append(event(2))
+        [a] = await elog.read("g", "gone", 1, None)
+        await elog.ack("g", [a.msg_id])
+        await elog.read("g", "busy", 1, None)
+        await asyncio.sleep(0.03)
+        n = await elog.forget_idle_consumers(20)
+        assert n == (0 if isinstance(elog, InMemoryEventLog) else 1)  # memory keeps no consumer registry
+        assert await elog.pending("g") == 1
+        assert [d.event.id for d in await elog.pending_of("busy", "g", 10)] == ["evt_2"]

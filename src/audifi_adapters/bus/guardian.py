@@ -12,7 +12,8 @@ One instance at a time (a PostgreSQL advisory lock held on a dedicated connectio
 * **checkpoint** — every ``checkpoint_every`` seconds: the oldest publication time among the
   entries some group has not acked, minus ``margin`` (publication time is taken before the
   outbox row commits; the margin covers that and clock skew). Only moves forward.
-* **trim** — entries every group has acked are dropped (``XTRIM MINID``).
+* **trim** — entries every group has acked are dropped (``XTRIM MINID``); consumer names idle an
+  hour with nothing pending (processes that restarted) are deleted from their groups.
 * **parked events** — events the relay could not append (Redis down) wait in ``bus_unsent`` and
   are appended once Redis answers.
 """
@@ -38,6 +39,7 @@ from .log import EventLog
 __all__ = ["StreamGuardian", "PostgresUnsentEvents", "TickReport"]
 
 log = structlog.get_logger("audifi.bus")
+CONSUMER_IDLE_MS = 3_600_000  # a consumer name unseen for an hour with nothing pending was a past process
 
 
 class PostgresUnsentEvents:
@@ -156,6 +158,7 @@ class StreamGuardian:
         for group in self._bus.consumers:  # a group not created yet must not let its entries be trimmed
             await self.log.ensure_group(group)
         floor = await self.log.floor()
+        await self.log.forget_idle_consumers(CONSUMER_IDLE_MS)
         trimmed = 0
         if floor.first_id is not None:
             trimmed = await self.log.trim_before(floor.first_id)

@@ -93,6 +93,10 @@ class EventLog(Protocol):
 
     async def length(self) -> int: ...
 
+    async def forget_idle_consumers(self, idle_ms: int) -> int:
+        """Drop consumers (of any group) with nothing pending and idle that long (restarted processes)."""
+        ...
+
     async def exists(self) -> bool: ...
 
     async def epoch(self) -> str | None: ...
@@ -218,6 +222,9 @@ class InMemoryEventLog:
 
     async def length(self) -> int:
         return len(self._entries)
+
+    async def forget_idle_consumers(self, idle_ms: int) -> int:
+        return 0  # consumers exist here only through their pending entries
 
     async def exists(self) -> bool:
         return True

@@ -190,6 +190,16 @@ class RedisEventLog:
     async def length(self) -> int:
         return int(await self._r.xlen(self.stream))
 
+    async def forget_idle_consumers(self, idle_ms: int) -> int:
+        n = 0
+        for group in await self.groups():
+            for c in await self._r.xinfo_consumers(self.stream, group):
+                info = {_s(k): v for k, v in c.items()}
+                if int(info["pending"]) == 0 and int(info["idle"]) >= idle_ms:
+                    await self._r.xgroup_delconsumer(self.stream, group, _s(info["name"]))
+                    n += 1
+        return n
+
     async def exists(self) -> bool:
         return bool(await self._r.exists(self.stream))
 
