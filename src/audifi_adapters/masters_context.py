@@ -23,6 +23,7 @@ from .masters.content import open_content_store
 from .masters.memory import register_memory_master_repositories
 from .masters.postgres import register_postgres_master_repositories
 from .postgres.db import PostgresDatabase
+from .tasks import start_background
 
 __all__ = ["open_context", "settings_of", "run_scheduler"]
 
@@ -74,11 +75,4 @@ async def open_context(platform: Any, stack: contextlib.AsyncExitStack, *, run_b
     platform.masters = service
     if run_background:
         interval = float(cfg.setting("MASTER_TICK_INTERVAL", "1.0"))
-        task = asyncio.create_task(run_scheduler(service, interval), name="audifi-masters-scheduler")
-
-        async def stop() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        stack.push_async_callback(stop)
+        start_background(stack, run_scheduler(service, interval), "audifi-masters-scheduler")

@@ -32,6 +32,7 @@ from .studio.memory import (
 )
 from .studio.postgres import PostgresStudioRepository, PostgresVoteLedger
 from .studio.redis import RedisBroadcaster, RedisPresence
+from .tasks import start_background
 
 __all__ = ["open_context", "HUB", "PRESENCE_REFRESH_SECONDS"]
 
@@ -111,18 +112,9 @@ async def open_context(platform: Any, stack: contextlib.AsyncExitStack, *, run_b
             if conns:
                 await service.refresh_presence(conns)
 
-        tasks = [asyncio.create_task(service.run_scheduler(), name="studio-scheduler"),
-                 asyncio.create_task(_forever("presence", heartbeat, min(PRESENCE_REFRESH_SECONDS, presence_ttl / 3)),
-                                     name="studio-presence")]
-
-        async def stop() -> None:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
-
-        stack.push_async_callback(stop)
+        start_background(stack, service.run_scheduler(), "studio-scheduler")
+        start_background(stack, _forever("presence", heartbeat, min(PRESENCE_REFRESH_SECONDS, presence_ttl / 3)),
+                         "studio-presence")
 
     platform.studio = service
     platform.extras[HUB] = hub
