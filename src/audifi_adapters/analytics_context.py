@@ -151,7 +151,8 @@ async def open_context(platform: Any, stack: contextlib.AsyncExitStack, *, run_b
     anon = _rate(setting("EVENTS_ANON_RATE"), (120, 60))
     user = _rate(setting("EVENTS_USER_RATE"), (600, 60))
     analytics = AnalyticsService(platform.uow, platform.clock, platform.ids, platform.limiter, directory,
-                                 AnalyticsSettings(anon_limit=anon[0], user_limit=user[0], window_seconds=anon[1]))
+                                 AnalyticsSettings(anon_limit=anon[0], window_seconds=anon[1], user_limit=user[0],
+                                                   user_window_seconds=user[1]))
     notifications = NotificationService(platform.uow, platform.mailer, platform.clock, platform.ids, directory)
     platform.analytics = analytics
     platform.notifications = notifications

@@ -44,8 +44,9 @@ CONSUMER = "analytics"
 @attrs.frozen
 class AnalyticsSettings:
     anon_limit: int = 120  # POST /events per IP per window, without a token
-    user_limit: int = 600  # per signed-in user per window
+    user_limit: int = 600  # per signed-in user per user window
     window_seconds: int = 60
+    user_window_seconds: int = 60
     aggregate_batch: int = 2000
 
 
@@ -74,9 +75,10 @@ class AnalyticsService:
         """Validate and store the client events of a JSON body; returns how many were accepted (durable
         on return)."""
         s = self.settings
-        key, limit = (f"events:ip:{ip}", s.anon_limit) if user_id is None else (f"events:user:{user_id}",
-                                                                                  s.user_limit)
-        decision = await self._limiter.hit(key, limit, s.window_seconds)
+        if user_id is None:
+            decision = await self._limiter.hit(f"events:ip:{ip}", s.anon_limit, s.window_seconds)
+        else:
+            decision = await self._limiter.hit(f"events:user:{user_id}", s.user_limit, s.user_window_seconds)
         if not decision.allowed:
             raise RateLimited("Too many event uploads", retry_after=decision.retry_after)
         batch = parse_client_body(body, now=self._clock.now(), user_id=user_id,
