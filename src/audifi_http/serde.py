@@ -108,9 +108,17 @@ async def read_body(request: web.Request, limit: int = MAX_JSON_BYTES) -> bytes:
         return cached
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge("Body too large", details={"limit": limit})
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise PayloadTooLarge("Body too large", details={"limit": limit})
+    chunks: list[bytes] = []
+    total = 0
+    while True:  # StreamReader.read(n) answers what has arrived, not n bytes: read to the end
+        chunk = await request.content.read(limit + 1 - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge("Body too large", details={"limit": limit})
+    raw = b"".join(chunks)
     request[RAW_BODY] = raw
     return raw
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -79,6 +80,18 @@ class TestEnvelope:
         """A JSON array where an object is expected is a VALIDATION_ERROR."""
         e = await error_of(await client.post("/auth/login", json=[1, 2]), 400)
         assert e["details"]["fields"] == {"body": "expected an object"}
+
+    async def test_large_json_body_read_whole(self, client):
+        """A JSON body spanning many network chunks is read whole (a 300 KB login → 401, not malformed)."""
+        e = await error_of(await client.post("/auth/login", json={"email": "big@example.com",
+                                                                  "password": "x" * 300_000}), 401)
+        assert e["code"] == "UNAUTHORIZED"
+
+    async def test_body_over_limit_413(self, client):
+        """A JSON body over 1 MB is PAYLOAD_TOO_LARGE."""
+        e = await error_of(await client.post("/auth/login", data=io.BytesIO(b"[" + b"1," * 600_000 + b"1]"),
+                                             headers={"Content-Type": "application/json"}), 413)
+        assert e["code"] == "PAYLOAD_TOO_LARGE"
 
     async def test_request_id_echoed(self, client):
         """A client's X-Request-Id comes back, on errors too."""
