@@ -1,6 +1,7 @@
 """V Studio fan-out benchmark: a vote → ``vote_update`` at every socket, beside a bare aiohttp broadcast.
 
     python bench/ws_fanout.py [--sizes 100,1000] [--rounds 40] [--storm-seconds 8] [--storm-sockets 1000]
+                              [--storm-rate 2500]
 
 Server mode (API.md "Modes"): ``audifi serve`` in dev with ``DATABASE_URL`` (a throwaway database) and
 ``REDIS_URL``, pinned to core 0; the clients run in a separate process pinned to core 1 (``taskset``).
@@ -13,12 +14,15 @@ Figures (printed, never asserted):
   socket has the ``vote_update`` with the new tallies; p50/p99 over ``--rounds`` votes spaced beyond
   the coalescing interval. Beside it the bare broadcast's p50/p99 (trigger → every socket).
   Target: p99 ≤ 1.2× the bare p99 at 1,000 sockets.
-* storm, 1,000 sockets: every socket votes (random option, a ``ping`` after each vote, the next vote
-  after its ``pong``) for ``--storm-seconds``; votes/s achieved. Staleness: meanwhile a probe user
-  flips its vote between a probe option and another every 250 ms; for each flip and each socket,
-  the time until that socket shows it. p50/p99. Target: ≥ 2,000 votes/s, staleness p99 ≤ 50 ms +
-  the bare broadcast p99. Then every socket's newest tallies, and a recount of the stored votes,
-  are compared with what was voted (no vote lost or double-counted).
+* storm, 1,000 sockets: every socket but one votes over its own socket (random option), together
+  offering ``--storm-rate`` votes/s (2,500; 0 = closed loop: each votes again after its ``pong``)
+  for ``--storm-seconds``; then a ``ping`` each, and votes/s achieved = votes / time until the last
+  ``pong`` (every vote handled). Staleness: meanwhile a probe user flips its vote between a probe
+  option and another every 250 ms; for each flip and each socket, the time from sending the flip
+  until that socket shows it. p50/p99. Target: ≥ 2,000 votes/s, staleness p99 ≤ 50 ms + the bare
+  broadcast p99. Then every socket's newest tallies (highest ``seq``), and a recount of the stored
+  votes, are compared with what was voted (no vote lost or double-counted).
+* server RSS with the largest fleet joined and idle, per socket (target ≤ 20 KB per idle socket).
 """
 
 from __future__ import annotations
@@ -77,6 +81,20 @@ def _pct(xs: list[float], p: float) -> float:
 
 def _say(*parts: Any) -> None:
     print(*parts, file=sys.stderr, flush=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _phase(spec: dict[str, Any], name: str, pause: float = 0.0) -> None:
+    """Tell the orchestrator (which samples the servers' RSS and CPU) that a phase starts."""
+    with open(os.path.join(spec["phases"], name), "w") as f:  # noqa: ASYNC230 - a tiny marker file
+        f.write(str(time.time()))
+    if pause:
+        await asyncio.sleep(pause)
 
 
 def _rss_kib(pid: int) -> int:
@@ -296,6 +314,8 @@ async def client_main(spec: dict[str, Any]) -> dict[str, Any]:
             # -- the bare broadcast
             fleet = Fleet()
             await fleet.open(session, [spec["bare_url"]] * n, join=False)
+            if n == max(spec["sizes"]):
+                await _phase(spec, "bare-open", 1.0)
 
             async def bare_trigger(r: int, fleet: Fleet = fleet) -> None:
                 await fleet.sockets[0].send_str(orjson.dumps({"r": r + 1}).decode())
@@ -319,15 +339,15 @@ async def client_main(spec: dict[str, Any]) -> dict[str, Any]:
                         and m["results"][ISO_OPTIONS[r % 2]] == 1)
 
             if n == max(spec["sizes"]):
-                with open(spec["marker"], "w") as f:  # noqa: ASYNC230 - a tiny marker file
-                    f.write(str(n))  # the orchestrator samples the server's RSS now
-                await asyncio.sleep(1.5)
+                await _phase(spec, "audifi-open", 1.0)
             _say(f"  {n} sockets: audifi isolated votes")
             audifi = await isolated(fleet, vote_trigger, vote_expect, spec["rounds"], spec["gap"])
             result[str(n)] = {"bare": bare, "audifi": audifi}
             if n == spec["storm_sockets"]:
                 _say(f"  {n} sockets: storm")
+                await _phase(spec, "storm-start")
                 result["storm"] = await storm(fleet, spec)
+                await _phase(spec, "storm-end", 0.5)
             await fleet.close()
     return result
 
@@ -455,7 +475,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
-def report(res: dict[str, Any], sizes: list[int], rss: dict[str, int]) -> None:
+def report(res: dict[str, Any], sizes: list[int], rss: dict[str, int], cpu: float | None) -> None:
     print()
     print(f"{'isolated vote → every socket':<40} {'p50 ms':>8} {'p99 ms':>8}")
     for n in sizes:
@@ -465,10 +485,12 @@ def report(res: dict[str, Any], sizes: list[int], rss: dict[str, int]) -> None:
         print(f"  {n:>5} sockets  bare aiohttp broadcast    {b50:8.2f} {b99:8.2f}")
         print(f"  {n:>5} sockets  audifi vote → vote_update {a50:8.2f} {a99:8.2f}   "
               f"p99 ratio {a99 / b99:.2f}x{'  (target ≤ 1.2x)' if n >= 1000 else ''}")
-    if rss:
-        per = (rss["after"] - rss["before"]) * 1024 / max(1, rss["sockets"])
-        print(f"  server RSS {rss['before'] / 1024:.0f} MiB idle → {rss['after'] / 1024:.0f} MiB with {rss['sockets']} "
-              f"joined idle sockets: ~{per / 1024:.1f} KiB per socket (target ≤ 20 KB)")
+    if rss.get("after"):
+        per = (rss["after"] - rss["before"]) / max(1, rss["sockets"])
+        bare_per = (rss["bare_after"] - rss["bare_before"]) / max(1, rss["sockets"])
+        print(f"  server RSS with {rss['sockets']} joined idle sockets: {rss['before'] / 1024:.0f} → "
+              f"{rss['after'] / 1024:.0f} MiB, ~{per:.1f} KiB per socket (target ≤ 20 KB); "
+              f"bare aiohttp ~{bare_per:.1f} KiB per socket")
     s = res.get("storm")
     if s:
         bare99 = _pct(res[str(s["sockets"])]["bare"], 99)
@@ -481,6 +503,8 @@ def report(res: dict[str, Any], sizes: list[int], rss: dict[str, int]) -> None:
         print(f"  tally staleness p50 / p99  {_pct(s['staleness'], 50):8.1f} / {_pct(s['staleness'], 99):.1f} ms "
               f"(goal p99 ≤ 50 ms + bare p99 {bare99:.1f} ms = {50 + bare99:.1f} ms); "
               f"{len(s['staleness'])} samples, {s['missed']} flips not seen before the next")
+        if cpu is not None:
+            print(f"  server process CPU during the storm: {cpu * 100:.0f}% of its core")
         ok = s["recount"] == s["expected"]
         print(f"  sockets settled on the voted tallies: {s['settled']}/{s['sockets']}; recount of stored votes "
               f"{'equals' if ok else 'DIFFERS FROM'} the votes cast: {s['recount']}")
@@ -504,7 +528,8 @@ def main() -> None:
         return
     if args.client:
         spec = json.loads(Path(args.client).read_text())
-        print(json.dumps(asyncio.run(client_main(spec))))
+        result = asyncio.run(client_main(spec))
+        Path(spec["result"]).write_text(json.dumps(result))  # a file: a pipe would fill and block
         return
 
     sizes = [int(x) for x in args.sizes.split(",")]
@@ -535,26 +560,35 @@ def main() -> None:
                 "storm_sockets": args.storm_sockets, "dsn": dsn, "bare_url": f"http://127.0.0.1:{bport}/ws",
                 "ws_url": f"http://127.0.0.1:{port}/vstudio/sessions/{seeded['session']}/ws",
                 "iso": seeded["iso"], "storm": seeded["storm"], "tokens": seeded["tokens"],
-                "marker": str(Path(data_dir) / "joined")}
+                "phases": str(Path(data_dir) / "phases"), "result": str(Path(data_dir) / "result.json")}
+        (Path(data_dir) / "phases").mkdir()
         spec_file = Path(data_dir) / "spec.json"
         spec_file.write_text(json.dumps(spec))
         print(f"server (audifi serve, PostgreSQL + Redis) and bare aiohttp on core 0; clients on core 1; "
               f"sizes {sizes}, {args.rounds} isolated rounds each")
-        rss_before = _rss_kib(server.pid)
-        client = subprocess.Popen(_pin(1, [sys.executable, __file__, "--client", str(spec_file)]),
-                                  env=env, stdout=subprocess.PIPE)
+        rss_before, bare_rss_before = _rss_kib(server.pid), _rss_kib(bare.pid)
+        client = subprocess.Popen(_pin(1, [sys.executable, __file__, "--client", str(spec_file)]), env=env)
         procs.append(client)
-        rss: dict[str, int] = {}
-        marker = Path(spec["marker"])
+        phases = Path(spec["phases"])
+        seen: dict[str, dict[str, float]] = {}
         while client.poll() is None:
-            time.sleep(0.2)
-            if not rss and marker.exists():
-                time.sleep(0.5)
-                rss = {"before": rss_before, "after": _rss_kib(server.pid), "sockets": max(sizes)}
-        out = client.stdout.read() if client.stdout else b""  # type: ignore[union-attr]
+            time.sleep(0.1)
+            for f in phases.iterdir():
+                if f.name not in seen:
+                    time.sleep(0.3)
+                    seen[f.name] = {"rss_server": _rss_kib(server.pid), "rss_bare": _rss_kib(bare.pid),
+                                    "cpu_server": _cpu_seconds(server.pid), "t": time.monotonic()}
+        rss = {"before": rss_before, "bare_before": bare_rss_before, "sockets": max(sizes),
+               "after": int(seen.get("audifi-open", {}).get("rss_server", 0)),
+               "bare_after": int(seen.get("bare-open", {}).get("rss_bare", 0))}
+        cpu = None
+        if "storm-start" in seen and "storm-end" in seen:
+            a, b = seen["storm-start"], seen["storm-end"]
+            cpu = (b["cpu_server"] - a["cpu_server"]) / max(1e-9, b["t"] - a["t"])
         if client.returncode != 0:
             raise RuntimeError(f"client failed ({client.returncode})")
-        report(json.loads(out), sizes, rss)
+        out = Path(spec["result"]).read_text()
+        report(json.loads(out), sizes, rss, cpu)
     finally:
         for p in procs:
             if p.poll() is None:

@@ -119,7 +119,15 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class StudioSocket:
-    """One connected socket: its identity, a bounded send queue and the writer task draining it."""
+    """One connected socket: its identity and a bounded send queue.
+
+    A message for an idle socket whose peer keeps up is written at once; otherwise it is queued
+    (at most ``queue_limit``) and a writer task, alive only while the queue is not empty, drains it.
+    ``offer`` returning ``False`` (queue full) tells the hub to drop the socket.
+    """
+
+    __slots__ = ("ws", "request", "session_id", "conn_id", "ctx", "auth_session_id", "joined", "closing",
+                 "closer", "_limit", "_queue", "_held", "_transport", "_writer")
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, session_id: str, queue_limit: int):
         self.ws = ws
@@ -132,13 +140,10 @@ class StudioSocket:
         self.closing = False
         self.closer: asyncio.Task[None] | None = None
         self._limit = queue_limit
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes] | None = None
         self._held: list[bytes] | None = None
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._busy = False
         self._transport = request.transport
-        self._writer = asyncio.create_task(self._write(), name=f"studio-ws-writer-{self.conn_id}")
+        self._writer: asyncio.Task[None] | None = None
 
     def authenticate(self, ctx: AuthContext) -> None:
         self.ctx = ctx
@@ -153,18 +158,19 @@ class StudioSocket:
                 return False
             self._held.append(data)
             return True
-        if not self._busy and not self._queue:
-            # the fast path: nothing queued, the writer idle and the peer keeping up — write the
-            # frame now (what the writer would do, without waking a task per socket)
+        if self._writer is None:
+            # nothing queued: while the peer keeps up, write the frame now (no task woken per socket)
             t = self._transport
             if t is not None and not t.is_closing() and t.get_write_buffer_size() < DIRECT_WRITE_LIMIT:
                 t.write(text_frame(data))
                 return True
-        if len(self._queue) >= self._limit:
+            self._queue = deque()
+            self._writer = asyncio.get_running_loop().create_task(self._write(self._queue))
+        queue = self._queue
+        assert queue is not None
+        if len(queue) >= self._limit:
             return False
-        self._queue.append(data)
-        self._idle.clear()
-        self._wake.set()
+        queue.append(data)
         return True
 
     def hold(self) -> None:
@@ -173,11 +179,10 @@ class StudioSocket:
 
     def release(self, first: bytes | None) -> None:
         held, self._held = self._held or [], None
-        if first is not None:
-            self._queue.append(first)
-        self._queue.extend(held)
-        self._idle.clear()
-        self._wake.set()
+        for data in ([first] if first is not None else []) + held:
+            if not self.offer(data):
+                self.kick(1013, "too slow")
+                return
 
     def kick(self, code: int, reason: str) -> None:
         if self.closing:
@@ -198,28 +203,23 @@ class StudioSocket:
             m["details"] = details
         self.send(m)
 
-    async def _write(self) -> None:
-        ws, queue = self.ws, self._queue
+    async def _write(self, queue: deque[bytes]) -> None:
+        ws = self.ws
         try:
-            while True:
-                self._busy = False
-                await self._wake.wait()
-                self._busy = True
-                self._wake.clear()
-                while queue:
-                    await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
-                self._idle.set()
+            while queue:
+                await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
             self.closing = True  # the peer went away; the reader sees it too
+        finally:
+            self._writer = None
+            self._queue = None
 
     async def _close(self, code: int, reason: str) -> None:
         try:
-            # what is already queued goes first (e.g. the error that explains the close)
-            if self._queue and not self._writer.done():
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(1.0):
-                        await self._idle.wait()
-            self._writer.cancel()
+            writer = self._writer
+            if writer is not None:  # what is already queued goes first (e.g. the error explaining the close)
+                await asyncio.wait({writer}, timeout=1.0)
+                writer.cancel()
             async with asyncio.timeout(5.0):
                 await self.ws.close(code=code, message=reason.encode(), drain=False)
         except Exception:  # noqa: BLE001 - a stuck client: cut it off
@@ -231,9 +231,11 @@ class StudioSocket:
 
     async def shutdown(self) -> None:
         self.closing = True
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
 
 
 _background: set[asyncio.Task[None]] = set()
