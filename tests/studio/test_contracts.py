@@ -218,7 +218,8 @@ class TestVoteLedger:
         assert await ledger.cast("vss_1", "dec_2", "u1", "A", NOW + timedelta(hours=1), False, ev(4)) is None
         assert await _outbox(db) == [("evt_1", {"userId": "u1", "n": 1, "first": True}),
                                      ("evt_2", {"userId": "u1", "n": 2, "first": False})]
-        assert len(woken) == 2
+        await asyncio.sleep(0.05)  # the PostgreSQL ledger wakes the relay a little later, once for many votes
+        assert 1 <= len(woken) <= 2
         async with db.uow(readonly=True) as u:
             assert (await u.studio.tally("dec_1")).results == {"A": 0, "B": 0, "C": 1}
 

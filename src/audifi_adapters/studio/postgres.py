@@ -55,6 +55,29 @@ RETURNING (xmax = 0) AS first
 """
 
 
+# One vote and its event (the batch of one, the common case when there is no storm).
+_CAST_ONE = """
+WITH d AS (
+    SELECT id FROM studio_decisions
+    WHERE id = $1 AND session_id = $2 AND status = 'open' AND (closes_at IS NULL OR closes_at > $5)
+      AND $4 = ANY (options)
+    FOR KEY SHARE
+), v AS (
+    INSERT INTO studio_votes AS v (decision_id, user_id, choice, weight, cast_at)
+    SELECT d.id, $3, $4,
+           CASE WHEN $6 THEN coalesce((SELECT w.weight FROM studio_weights w
+                                       WHERE w.decision_id = $1 AND w.user_id = $3), 0) ELSE 0 END,
+           $5
+    FROM d
+    ON CONFLICT (decision_id, user_id) DO UPDATE SET choice = EXCLUDED.choice, cast_at = EXCLUDED.cast_at
+    RETURNING (xmax = 0) AS first
+), o AS (
+    INSERT INTO outbox (id, type, occurred_at, data)
+    SELECT $7, $8, $9, $10::jsonb || jsonb_build_object('first', v.first) FROM v
+)
+SELECT first FROM v
+"""
+
 # Votes and their events, many at once, in ONE statement (so one transaction, one WAL flush): the
 # open decisions held FOR KEY SHARE (in id order), the valid votes upserted (in (decision, user)
 # order, so concurrent batches lock rows in the same order), one outbox row per vote written.
@@ -250,6 +273,9 @@ class PostgresStudioRepository:
         return f"PostgresStudioRepository({self._c!r})"
 
 
+RELAY_WAKE_DELAY = 0.01
+
+
 @attrs.define
 class _Vote:
     session_id: str
@@ -276,13 +302,22 @@ class PostgresVoteLedger:
         self._queue: deque[_Vote] = deque()
         self._inflight = 0
         self._busy: set[tuple[str, str]] = set()  # (decision, user) of the votes in flight
+        self._wake_pending = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.statements = 0  # batches sent so far (observability, benchmarks)
 
     async def cast(self, session_id: str, decision_id: str, user_id: str, choice: str, at: datetime,
                    weighted: bool, event: DomainEvent) -> bool | None:
         fut: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Vote(session_id, decision_id, user_id, choice, at, weighted, event, fut))
+        vote = _Vote(session_id, decision_id, user_id, choice, at, weighted, event, fut)
+        key = (decision_id, user_id)
+        if not self._queue and self._inflight < self._max_inflight and key not in self._busy:
+            # nothing waits: this vote is a batch of one, sent from the caller's task (no hop)
+            self._busy.add(key)
+            self._inflight += 1
+            await self._run([vote])
+            return fut.result()
+        self._queue.append(vote)
         self._pump()
         return await fut
 
@@ -326,8 +361,7 @@ class PostgresVoteLedger:
                 if not v.done.done():
                     v.done.set_result(first)
             if written:
-                for cb in list(self._db.on_commit):
-                    cb()
+                self._committed()
         except BaseException as e:
             for v in batch:
                 if not v.done.done():
@@ -339,8 +373,28 @@ class PostgresVoteLedger:
             self._busy.difference_update((v.decision_id, v.user_id) for v in batch)
             self._pump()
 
+    def _committed(self) -> None:
+        """Wake the outbox relay — a little later, once for many votes: the vote.cast consumers
+        (analytics, notifications) are not in a hurry, and the tally fan-out goes first."""
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+
+        def wake() -> None:
+            self._wake_pending = False
+            for cb in list(self._db.on_commit):
+                cb()
+
+        asyncio.get_running_loop().call_later(RELAY_WAKE_DELAY, wake)
+
     async def _execute(self, batch: list[_Vote]) -> dict[int, bool]:
         self.statements += 1
+        if len(batch) == 1:
+            v = batch[0]
+            async with self._db.connection() as c:
+                r = await c.fetchrow(_CAST_ONE, v.decision_id, v.session_id, v.user_id, v.choice, v.at, v.weighted,
+                                     v.event.id, v.event.type, v.event.occurred_at, v.event.data)
+            return {} if r is None else {1: bool(r["first"])}
         async with self._db.connection() as c:
             rows = await c.fetch(
                 _CAST_BATCH, [v.decision_id for v in batch], [v.session_id for v in batch],

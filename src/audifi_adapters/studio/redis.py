@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,11 +28,16 @@ log = structlog.get_logger("audifi.studio.redis")
 
 
 class RedisBroadcaster:
-    """Redis pub/sub: one channel per topic, subscribed once at start on a dedicated connection."""
+    """Redis pub/sub: one channel per topic, subscribed once at start on a dedicated connection.
+
+    A message reaches this instance's listeners at once, without the round trip through Redis;
+    it is published with this instance's origin id, and the copy Redis sends back is skipped.
+    """
 
     def __init__(self, redis: Redis, prefix: str):
         self._r = redis
         self._p = prefix + "studio:bus:"
+        self._origin = os.urandom(8).hex()
         self._listeners: dict[bytes, list[MessageHandler]] = {}
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
@@ -55,26 +61,33 @@ class RedisBroadcaster:
                         pending.discard(m[1] if isinstance(m[1], bytes) else str(m[1]).encode())
         self._task = asyncio.create_task(self._run(), name="studio-redis-broadcaster")
 
+    def _dispatch(self, channel: bytes, raw: bytes) -> None:
+        handlers = self._listeners.get(channel)
+        if not handlers:
+            return
+        for h in handlers:
+            try:
+                h(orjson.loads(raw))
+            except Exception as e:  # noqa: BLE001 - one bad handler must not stop fan-out
+                log.warning("broadcast_handler_failed", error=repr(e))
+
     async def _run(self) -> None:
         assert self._pubsub is not None
+        origin = self._origin.encode()
         while True:
             try:
                 async for m in self._pubsub.listen():
                     if m.get("type") != "message":
                         continue
-                    handlers = self._listeners.get(m["channel"])
-                    if not handlers:
+                    data = m["data"]
+                    # "<origin> <json>": our own messages were delivered here already
+                    head, _, body = data.partition(b" ")
+                    if head == origin:
                         continue
                     try:
-                        message = orjson.loads(m["data"])
+                        self._dispatch(m["channel"], body)
                     except orjson.JSONDecodeError:
                         log.warning("broadcast_undecodable", channel=m["channel"])
-                        continue
-                    for h in handlers:
-                        try:
-                            h(message)
-                        except Exception as e:  # noqa: BLE001 - one bad handler must not stop fan-out
-                            log.warning("broadcast_handler_failed", error=repr(e))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - reconnect (redis-py resubscribes on connect)
@@ -93,7 +106,10 @@ class RedisBroadcaster:
             self._pubsub = None
 
     async def publish(self, topic: str, message: dict[str, Any]) -> None:
-        await self._r.publish(self._p + topic, orjson.dumps(message))
+        channel = (self._p + topic).encode()
+        raw = orjson.dumps(message)
+        self._dispatch(channel, raw)
+        await self._r.publish(channel, self._origin.encode() + b" " + raw)
 
 
 _COMMON = """
