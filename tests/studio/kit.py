@@ -133,11 +133,14 @@ async def recv(ws: ClientWebSocketResponse, kind: str | None = None, within: flo
 
 
 async def closed(ws: ClientWebSocketResponse, within: float = 10.0) -> int | None:
-    """Wait for the server to close the socket (skipping messages); its close code."""
+    """Wait for the server to close the socket (skipping messages); the code of its close frame
+    (what a browser's ``close`` event reports), else the client's close code."""
     async with asyncio.timeout(within):
         while True:
             msg = await ws.receive()
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            if msg.type is WSMsgType.CLOSE:
+                return int(msg.data)
+            if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return ws.close_code
 
 
