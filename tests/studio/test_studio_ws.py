@@ -280,6 +280,21 @@ class TestRevocation:
         assert await closed(ws) == 4401
 
 
+    async def test_password_change_closes_other_sessions_sockets(self, client):
+        """Setting a password revokes the user's other sessions: their sockets close, this one's stays."""
+        st = await open_studio(client)
+        laptop = await sign_in(client, "pw@example.com")
+        phone = await sign_in(client, "pw@example.com")
+        on_laptop, _ = await connect(client, st.session_id, laptop)
+        on_phone, _ = await connect(client, st.session_id, phone)
+        r = await client.post("/auth/password", json={"password": "correct horse battery"}, headers=bearer(phone))
+        assert r.status == 204, await r.text()
+        assert await closed(on_laptop) == 4401
+        await on_phone.send_json({"type": "ping"})
+        await recv(on_phone, "pong")
+        await on_phone.close()
+
+
 class TestScheduler:
     async def test_closes_at(self, aiohttp_client, backend, clock):
         """A decision closes by itself at closesAt: decision_closed with the winner reaches the socket."""

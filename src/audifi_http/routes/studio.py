@@ -126,7 +126,8 @@ class StudioSocket:
     ``offer`` returning ``False`` (queue full) tells the hub to drop the socket.
     """
 
-    __slots__ = ("ws", "request", "session_id", "conn_id", "ctx", "auth_session_id", "joined", "closing",
+    __slots__ = ("ws", "request", "session_id", "conn_id", "user_id", "display_name", "auth_session_id", "joined",
+                 "closing",
                  "closer", "_limit", "_queue", "_held", "_transport", "_writer")
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, session_id: str, queue_limit: int):
@@ -134,7 +135,8 @@ class StudioSocket:
         self.request = request
         self.session_id = session_id
         self.conn_id = f"{_INSTANCE}-{next(_conn_ids)}"
-        self.ctx: AuthContext | None = None
+        self.user_id: str | None = None  # who authenticated (the rest of the AuthContext is not kept)
+        self.display_name = ""
         self.auth_session_id: str | None = None
         self.joined = False
         self.closing = False
@@ -146,7 +148,8 @@ class StudioSocket:
         self._writer: asyncio.Task[None] | None = None
 
     def authenticate(self, ctx: AuthContext) -> None:
-        self.ctx = ctx
+        self.user_id = ctx.user_id
+        self.display_name = ctx.user.display_name
         self.auth_session_id = ctx.session.id
 
     # -- the hub's side
@@ -285,7 +288,7 @@ class _Socket:
             sock.error("VALIDATION_ERROR", "Unknown message type",
                        {"fields": {"type": "one of auth, join, vote, ping"}})
             return
-        if sock.ctx is None:
+        if sock.user_id is None:
             sock.error("UNAUTHORIZED", "Authenticate first: {\"type\":\"auth\",\"token\":…}")
             return
         if kind == "join":
@@ -295,7 +298,7 @@ class _Socket:
 
     async def _auth(self, msg: dict[str, Any]) -> None:
         sock = self.sock
-        if sock.ctx is not None:
+        if sock.user_id is not None:
             sock.error("CONFLICT", "Already authenticated")
             return
         token = msg.get("token")
@@ -313,9 +316,9 @@ class _Socket:
 
     async def _join(self, msg: dict[str, Any]) -> None:
         sock = self.sock
-        assert sock.ctx is not None
+        assert sock.user_id is not None
         user_id = msg.get("userId")
-        if user_id is not None and user_id != sock.ctx.user_id:
+        if user_id is not None and user_id != sock.user_id:
             sock.error("FORBIDDEN", "userId must be the signed-in user", {"fields": {"userId": "not yours"}})
             return
         if sock.joined:
@@ -324,8 +327,7 @@ class _Socket:
         sock.hold()
         self.hub.join(sock)
         try:
-            view = await self.studio.join(sock.ctx.user_id, sock.ctx.user.display_name, sock.session_id,
-                                          sock.conn_id)
+            view = await self.studio.join(sock.user_id, sock.display_name, sock.session_id, sock.conn_id)
         except AudifiError as e:
             self.hub.part(sock)
             sock.release(None)
@@ -338,7 +340,7 @@ class _Socket:
 
     async def _vote(self, msg: dict[str, Any]) -> None:
         sock = self.sock
-        assert sock.ctx is not None
+        assert sock.user_id is not None
         decision_id, choice = msg.get("decisionId"), msg.get("choice")
         fields = {}
         if not isinstance(decision_id, str) or not decision_id:
@@ -349,7 +351,7 @@ class _Socket:
             sock.error("VALIDATION_ERROR", "Invalid vote", {"fields": fields})
             return
         try:
-            await self.studio.vote(sock.ctx.user_id, sock.session_id, decision_id, choice, respond=False)
+            await self.studio.vote(sock.user_id, sock.session_id, decision_id, choice, respond=False)
         except AudifiError as e:
             self._fail(e)
 
@@ -378,12 +380,13 @@ async def studio_socket(request: web.Request) -> web.StreamResponse:
     if ctx is not None:
         sock.authenticate(ctx)
         hub.attach(sock)
+        ctx = None  # the socket keeps the ids it needs, not the whole context
     loop = asyncio.get_running_loop()
     deadline = loop.time() + AUTH_TIMEOUT
     try:
         while not sock.closing:
             try:
-                if sock.ctx is None:
+                if sock.user_id is None:
                     msg = await ws.receive(timeout=max(0.001, deadline - loop.time()))
                 else:
                     msg = await ws.receive()

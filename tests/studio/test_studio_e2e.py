@@ -1,6 +1,7 @@
-"""V Studio on real masters (the masters context, IPFS stand-in, in-process EVM), memory and PG+Redis:
-a session on an uploaded master, the lock seen on GET /masters/:id, and a `shareholders`, weighted
-session whose audience and weights come from shares really held."""
+"""V Studio end to end on the other contexts (memory and PG+Redis): real masters (IPFS stand-in,
+in-process EVM) — a session on an uploaded master, the lock seen on GET /masters/:id, a
+`shareholders`, weighted session whose audience and weights come from shares really held — and a
+real subscription (payments' local gateway) opening a `subscribers` session."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from audifi_http import create_app
 
 from ..http.helpers import bearer, error_of, platform_of, sign_in
 from ..masters.kit import artist, fast, ipo_body, master, registered, until, upload, wait_job
-from .kit import StandIns, Studio, add_decision, uid, vote
+from .kit import StandIns, Studio, add_decision, connect, open_studio, recv, uid, vote
 
 
 @pytest.fixture
@@ -93,3 +94,24 @@ class TestOnRealMasters:
 
 async def _held(holdings, user_id: str, master_id: str, n: int) -> bool:
     return await holdings.shares_held(user_id, master_id) == n
+
+
+class TestOnRealSubscriptions:
+    async def test_a_subscription_opens_subscribers_sessions(self, aiohttp_client, backend):
+        """A fan refused by a `subscribers` session subscribes at the dev checkout, then joins and votes."""
+        cfg = fast(backend, PAYMENTS_TASK_INTERVAL="0.05")
+        client = await aiohttp_client(create_app(cfg))
+        st = await open_studio(client, audience="subscribers")
+        d = await add_decision(st)
+        fan = await sign_in(client, "e2e-sub@example.com")
+        await error_of(await vote(client, st, fan, d["id"], "A"), 403)
+        r = await client.post("/payments/checkout", json={"kind": "subscription", "plan": "fan_monthly"},
+                              headers=bearer(fan))
+        assert r.status == 200, await r.text()
+        assert (await client.post(f"/dev/checkout/{(await r.json())['sessionId']}/complete")).status == 200
+        await until(lambda: platform_of(client).payments.has_entitlement(uid(fan), "vstudio.subscribers"))
+        ws, snap = await connect(client, st.session_id, fan)
+        assert snap["audience"] == "subscribers"
+        await ws.send_json({"type": "vote", "decisionId": d["id"], "choice": "B"})
+        assert (await recv(ws, "vote_update"))["results"] == {"A": 0, "B": 1}
+        await ws.close()
